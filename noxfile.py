@@ -1,0 +1,60 @@
+"""Every task, locally and in CI: `nox -s lint tests`, `nox -s validate render build ...`.
+
+The sessions are thin: each installs Scooby and calls the same `scooby` command or test
+suite a developer would. Nothing here downloads a Python interpreter (offline machines).
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_venv = "yes"
+nox.options.download_python = "never"
+nox.options.error_on_missing_interpreters = True
+
+PYTHON = "3.11"
+
+
+def _install(session: nox.Session, *extras: str) -> None:
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install("-e", spec)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff, the schemas against their metaschema, and every pre-commit hook on all files."""
+    _install(session, "lint", "test")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", "--diff", ".")
+    session.run("check-jsonschema", "--check-metaschema", *sorted(map(str, _schemas())))
+    session.run("pre-commit", "run", "--all-files", "--show-diff-on-failure",
+                env={"PRE_COMMIT_HOME": str(_cache(session) / "pre-commit")})
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The test suite (pass pytest arguments after `--`)."""
+    _install(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def validate(session: nox.Session) -> None:
+    """Check the repository: `scooby validate`."""
+    _install(session)
+    session.run("scooby", "validate", *session.posargs)
+
+
+def _schemas():
+    from pathlib import Path
+
+    return Path("schemas").glob("*.schema.json")
+
+
+def _cache(session: nox.Session):
+    from pathlib import Path
+
+    path = Path(".cache")
+    path.mkdir(exist_ok=True)
+    return path.resolve()

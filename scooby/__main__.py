@@ -1,0 +1,3 @@
+from scooby.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""Read the shell-style `KEY=VALUE` files (config, .env, agents/*.agent) with their line numbers.
+
+The original sourced these files with `sh`; python-dotenv's parser accepts the same
+documented forms (quotes, comments, empty values, `export `, CRLF) and keeps each binding's
+line, which every later error message needs. Variable interpolation is left off: none of
+the documented examples use it, and a `$` in a value is kept literally.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv.parser import parse_stream
+
+from scooby.errors import Diagnostic, error
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    value: str
+    line: int
+
+
+@dataclass(frozen=True)
+class EnvFile:
+    path: str  # relative to the repo
+    entries: tuple[Entry, ...]
+
+    def values(self) -> dict[str, str]:
+        return {e.key: e.value for e in self.entries}
+
+    def lines(self) -> dict[str, int]:
+        return {e.key: e.line for e in self.entries}
+
+
+def decode(data: bytes, rel: str) -> tuple[str | None, list[Diagnostic]]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return None, [error(rel, line, "not valid UTF-8 text")]
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        return None, [error(rel, line, "contains a NUL byte: not a text file")]
+    return text, []
+
+
+def parse(text: str, rel: str) -> tuple[EnvFile, list[Diagnostic]]:
+    entries: list[Entry] = []
+    problems: list[Diagnostic] = []
+    seen: dict[str, int] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line
+        if binding.error:
+            problems.append(error(rel, line, f"cannot parse {_snippet(binding.original.string)!r}: "
+                                  "expected KEY=VALUE"))
+            continue
+        if binding.key is None:
+            continue  # blank line or comment
+        if binding.value is None:
+            problems.append(error(rel, line, "has no '=': expected KEY=VALUE", binding.key))
+            continue
+        if binding.key in seen:
+            problems.append(error(rel, line, f"set twice (first on line {seen[binding.key]})",
+                                  binding.key))
+            continue
+        seen[binding.key] = line
+        entries.append(Entry(binding.key, binding.value, line))
+    return EnvFile(rel, tuple(entries)), problems
+
+
+def load(path: Path, repo: Path) -> tuple[EnvFile, list[Diagnostic]]:
+    rel = path.relative_to(repo).as_posix()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return EnvFile(rel, ()), [error(rel, None, f"cannot read: {exc.strerror}")]
+    text, problems = decode(data, rel)
+    if text is None:
+        return EnvFile(rel, ()), problems
+    return parse(text, rel)
+
+
+def _snippet(s: str) -> str:
+    s = s.strip()
+    return s if len(s) <= 40 else s[:37] + "..."

@@ -1,0 +1,46 @@
+"""Diagnostics: the one-line `PATH:LINE: error: MESSAGE` contract every stage reports in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    path: str  # relative to the repo, or "" when no file applies
+    line: int | None
+    message: str
+    key: str | None = None
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        where = self.path or "scooby"
+        if self.line is not None:
+            where = f"{where}:{self.line}"
+        what = f"{self.key}: {self.message}" if self.key else self.message
+        return f"{where}: {self.severity}: {what}"
+
+
+def error(path: str, line: int | None, message: str, key: str | None = None) -> Diagnostic:
+    return Diagnostic(path, line, message, key, "error")
+
+
+def warning(path: str, line: int | None, message: str, key: str | None = None) -> Diagnostic:
+    return Diagnostic(path, line, message, key, "warning")
+
+
+class ScoobyError(Exception):
+    """A user error: carries every diagnostic found; the CLI prints them and exits 1."""
+
+    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic):
+        if isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics = list(diagnostics)
+        super().__init__("\n".join(map(str, self.diagnostics)))
+
+
+def errors_only(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    return [d for d in diagnostics if d.severity == "error"]

@@ -1,0 +1,103 @@
+"""The typed, immutable cluster: the only thing stages after `load` read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+# Where on the master things live; the original's paths, which its reset recipe relies on.
+AGENT_MOUNTS = "/mnt/scooby/agents"  # merged OverlayFS root of each agent, NFS-exported
+AGENT_UPPERS = "/var/lib/scooby/agents"  # each agent's writable upper dir
+AGENT_WORKDIRS = "/var/lib/scooby/overlay"  # each agent's OverlayFS work dir
+MANIFESTS = "server/var/lib/rancher/k3s/server/manifests"  # in the repo
+
+
+@dataclass(frozen=True)
+class Source:
+    """The file a record came from and the line of each key in it (absent key: defaulted)."""
+
+    path: str
+    lines: MappingProxyType[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+    def line(self, key: str) -> int | None:
+        return self.lines.get(key)
+
+
+@dataclass(frozen=True)
+class Interface:
+    device: str
+    address: IPv4Interface  # the master's address with the network's prefix
+    domain: str
+
+    @property
+    def ip(self) -> IPv4Address:
+        return self.address.ip
+
+    @property
+    def network(self) -> IPv4Network:
+        return self.address.network
+
+
+@dataclass(frozen=True)
+class Base:
+    kind: Literal["debian", "raspios"]
+    image_href: str
+    image_sha256: str  # bare hex, lower case; "" when unset
+    suite: str
+    mirror: str
+
+
+@dataclass(frozen=True)
+class K3s:
+    version: str
+    sha256: str  # k3s-arm64, bare hex; "" when unset
+    airgap_sha256: str
+
+
+@dataclass(frozen=True)
+class Master:
+    hostname: str
+    dns: tuple[IPv4Address, ...]
+    external: Interface
+    gateway: IPv4Address
+    internal: Interface
+    base: Base
+    k3s: K3s
+    source: Source
+
+
+@dataclass(frozen=True)
+class Agent:
+    name: str
+    mac: str  # lower case, colon separated
+    ip: IPv4Address
+    rancher_partuuid: str  # lower case
+    swap_partuuid: str  # lower case; "" when none
+    pxe_id: str
+    k3s_args: tuple[str, ...]
+    source: Source
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """From `.env` (or the environment in CI). Never rendered into a served or published file."""
+
+    default_user: str
+    ssh_auth_key: str = field(repr=False)
+    github_token: str = field(repr=False)
+    source: Source
+
+
+@dataclass(frozen=True)
+class Cluster:
+    repo: Path
+    master: Master
+    agents: tuple[Agent, ...]  # sorted by name
+    secrets: Secrets
+    server_files: tuple[str, ...]  # repo-relative paths under server/, sorted
+
+    def agent(self, name: str) -> Agent:
+        return next(a for a in self.agents if a.name == name)
