@@ -28,8 +28,13 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", "--diff", ".")
     session.run("check-jsonschema", "--check-metaschema", *sorted(map(str, _schemas())))
-    session.run("pre-commit", "run", "--all-files", "--show-diff-on-failure",
-                env={"PRE_COMMIT_HOME": str(_cache(session) / "pre-commit")})
+    session.run(
+        "pre-commit",
+        "run",
+        "--all-files",
+        "--show-diff-on-failure",
+        env={"PRE_COMMIT_HOME": str(_cache(session) / "pre-commit")},
+    )
 
 
 @nox.session(python=PYTHON)

@@ -19,6 +19,7 @@ from scooby.errors import ScoobyError
 # command name -> module; the order is the data flow's.
 COMMANDS = {
     "validate": "scooby.validate",
+    "render": "scooby.render",
 }
 
 
@@ -29,8 +30,13 @@ def parser() -> argparse.ArgumentParser:
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
-        p.add_argument("--repo", type=Path, default=Path.cwd(), metavar="DIR",
-                       help="the Scooby repository (default: the current directory)")
+        p.add_argument(
+            "--repo",
+            type=Path,
+            default=Path.cwd(),
+            metavar="DIR",
+            help="the Scooby repository (default: the current directory)",
+        )
         module.configure(p)
         p.set_defaults(run=module.run)
     return top
@@ -57,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug in scooby, not the user's input: still one clean line
         if os.environ.get("SCOOBY_DEBUG"):
             raise
-        print(f"scooby: internal error: {type(exc).__name__}: {exc} "
-              "(rerun with SCOOBY_DEBUG=1 for a traceback, and please report it)", file=sys.stderr)
+        print(
+            f"scooby: internal error: {type(exc).__name__}: {exc} "
+            "(rerun with SCOOBY_DEBUG=1 for a traceback, and please report it)",
+            file=sys.stderr,
+        )
         return 3

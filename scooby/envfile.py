@@ -55,8 +55,13 @@ def parse(text: str, rel: str) -> tuple[EnvFile, list[Diagnostic]]:
     for binding in parse_stream(io.StringIO(text)):
         line = binding.original.line
         if binding.error:
-            problems.append(error(rel, line, f"cannot parse {_snippet(binding.original.string)!r}: "
-                                  "expected KEY=VALUE"))
+            problems.append(
+                error(
+                    rel,
+                    line,
+                    f"cannot parse {_snippet(binding.original.string)!r}: expected KEY=VALUE",
+                )
+            )
             continue
         if binding.key is None:
             continue  # blank line or comment
@@ -64,8 +69,9 @@ def parse(text: str, rel: str) -> tuple[EnvFile, list[Diagnostic]]:
             problems.append(error(rel, line, "has no '=': expected KEY=VALUE", binding.key))
             continue
         if binding.key in seen:
-            problems.append(error(rel, line, f"set twice (first on line {seen[binding.key]})",
-                                  binding.key))
+            problems.append(
+                error(rel, line, f"set twice (first on line {seen[binding.key]})", binding.key)
+            )
             continue
         seen[binding.key] = line
         entries.append(Entry(binding.key, binding.value, line))

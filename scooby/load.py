@@ -45,8 +45,9 @@ def load(repo: Path, environ: dict[str, str] | None = None) -> Loaded:
     server_files = _server_files(repo)
     cluster = None
     if master is not None and secrets is not None:
-        cluster = Cluster(repo, master, tuple(sorted(agents, key=lambda a: a.name)), secrets,
-                          server_files)
+        cluster = Cluster(
+            repo, master, tuple(sorted(agents, key=lambda a: a.name)), secrets, server_files
+        )
     return Loaded(cluster, tuple(problems))
 
 
@@ -57,7 +58,9 @@ def load_or_raise(repo: Path, environ: dict[str, str] | None = None) -> Cluster:
     return loaded.cluster
 
 
-def _read(repo: Path, rel: str, kind: str, problems: list[Diagnostic]) -> tuple[dict[str, str], Source] | None:
+def _read(
+    repo: Path, rel: str, kind: str, problems: list[Diagnostic]
+) -> tuple[dict[str, str], Source] | None:
     """Parse and schema-check one file; the values with schema defaults filled in."""
     path = repo / rel
     if path.exists():
@@ -81,22 +84,37 @@ def _load_master(repo: Path, problems: list[Diagnostic]) -> Master | None:
     base_kind = v["LC_BASE"] or ("raspios" if v["LC_IMAGE_HREF"] else "debian")
     if base_kind == "raspios" and not (v["LC_IMAGE_HREF"] and v["LC_IMAGE_SHA"]):
         key = "LC_IMAGE_SHA" if v["LC_IMAGE_HREF"] else "LC_IMAGE_HREF"
-        problems.append(error(src.path, src.line(key) or src.line("LC_BASE"),
-                              "the raspios base needs both LC_IMAGE_HREF and LC_IMAGE_SHA", key))
+        problems.append(
+            error(
+                src.path,
+                src.line(key) or src.line("LC_BASE"),
+                "the raspios base needs both LC_IMAGE_HREF and LC_IMAGE_SHA",
+                key,
+            )
+        )
         return None
     dns = tuple(IPv4Address(d) for d in (v["LC_PRIMARY_DNS"], v["LC_SECONDARY_DNS"]) if d)
     return Master(
         hostname=v["LC_HOSTNAME"],
         dns=dns,
-        external=Interface(v["LC_EXTERNAL_DEVICE"],
-                           IPv4Interface(f"{v['LC_EXTERNAL_IP']}/{ext_net.split('/')[1]}"),
-                           v["LC_EXTERNAL_DOMAIN"]),
+        external=Interface(
+            v["LC_EXTERNAL_DEVICE"],
+            IPv4Interface(f"{v['LC_EXTERNAL_IP']}/{ext_net.split('/')[1]}"),
+            v["LC_EXTERNAL_DOMAIN"],
+        ),
         gateway=IPv4Address(v["LC_EXTERNAL_GW"]),
-        internal=Interface(v["LC_INTERNAL_DEVICE"],
-                           IPv4Interface(f"{v['LC_INTERNAL_IP']}/{int_net.split('/')[1]}"),
-                           v["LC_INTERNAL_DOMAIN"]),
-        base=Base(base_kind, v["LC_IMAGE_HREF"], _hex(v["LC_IMAGE_SHA"]), v["LC_DEBIAN_SUITE"],
-                  v["LC_DEBIAN_MIRROR"]),
+        internal=Interface(
+            v["LC_INTERNAL_DEVICE"],
+            IPv4Interface(f"{v['LC_INTERNAL_IP']}/{int_net.split('/')[1]}"),
+            v["LC_INTERNAL_DOMAIN"],
+        ),
+        base=Base(
+            base_kind,
+            v["LC_IMAGE_HREF"],
+            _hex(v["LC_IMAGE_SHA"]),
+            v["LC_DEBIAN_SUITE"],
+            v["LC_DEBIAN_MIRROR"],
+        ),
         k3s=K3s(v["LC_K3S_VERSION"], _hex(v["LC_K3S_SHA256"]), _hex(v["LC_K3S_AIRGAP_SHA256"])),
         source=src,
     )
@@ -106,7 +124,9 @@ def _hex(digest: str) -> str:
     return digest.removeprefix("sha256:").lower()
 
 
-def _load_secrets(repo: Path, environ: dict[str, str], problems: list[Diagnostic]) -> Secrets | None:
+def _load_secrets(
+    repo: Path, environ: dict[str, str], problems: list[Diagnostic]
+) -> Secrets | None:
     read = _read(repo, ENV, "env", problems)
     if read is None:
         return None
@@ -133,8 +153,11 @@ def stray_agent_files(repo: Path) -> list[Path]:
     folder = repo / AGENTS
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.endswith(AGENT_SUFFIX) and p.name not in AGENTS_IGNORED)
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.endswith(AGENT_SUFFIX) and p.name not in AGENTS_IGNORED
+    )
 
 
 def _load_agents(repo: Path, problems: list[Diagnostic]) -> list[Agent]:
@@ -143,8 +166,14 @@ def _load_agents(repo: Path, problems: list[Diagnostic]) -> list[Agent]:
         rel = path.relative_to(repo).as_posix()
         name = path.name.removesuffix(AGENT_SUFFIX)
         if not schema.FORMATS["hostname"][0](name):
-            problems.append(error(rel, None, f"file name {name!r} is not a valid agent hostname: "
-                                  f"use {schema.FORMATS['hostname'][1]}"))
+            problems.append(
+                error(
+                    rel,
+                    None,
+                    f"file name {name!r} is not a valid agent hostname: "
+                    f"use {schema.FORMATS['hostname'][1]}",
+                )
+            )
             continue
         read = _read(repo, rel, "agent", problems)
         if read is None:
@@ -153,19 +182,27 @@ def _load_agents(repo: Path, problems: list[Diagnostic]) -> list[Agent]:
         try:
             args = tuple(shlex.split(v["AGENT_K3S_ARGS"]))
         except ValueError as exc:
-            problems.append(error(rel, src.line("AGENT_K3S_ARGS"),
-                                  f"does not parse as shell words: {exc}", "AGENT_K3S_ARGS"))
+            problems.append(
+                error(
+                    rel,
+                    src.line("AGENT_K3S_ARGS"),
+                    f"does not parse as shell words: {exc}",
+                    "AGENT_K3S_ARGS",
+                )
+            )
             continue
-        agents.append(Agent(
-            name=name,
-            mac=v["AGENT_ETHERNET"].lower(),
-            ip=IPv4Address(v["AGENT_IP"]),
-            rancher_partuuid=v["AGENT_RANCHER_PART_UUID"].lower(),
-            swap_partuuid=v["AGENT_SWAP_PART_UUID"].lower(),
-            pxe_id=v["AGENT_PXE_ID"],
-            k3s_args=args,
-            source=src,
-        ))
+        agents.append(
+            Agent(
+                name=name,
+                mac=v["AGENT_ETHERNET"].lower(),
+                ip=IPv4Address(v["AGENT_IP"]),
+                rancher_partuuid=v["AGENT_RANCHER_PART_UUID"].lower(),
+                swap_partuuid=v["AGENT_SWAP_PART_UUID"].lower(),
+                pxe_id=v["AGENT_PXE_ID"],
+                k3s_args=args,
+                source=src,
+            )
+        )
     return agents
 
 

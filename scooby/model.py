@@ -8,10 +8,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
-# Where on the master things live; the original's paths, which its reset recipe relies on.
-AGENT_MOUNTS = "/mnt/scooby/agents"  # merged OverlayFS root of each agent, NFS-exported
-AGENT_UPPERS = "/var/lib/scooby/agents"  # each agent's writable upper dir
-AGENT_WORKDIRS = "/var/lib/scooby/overlay"  # each agent's OverlayFS work dir
 MANIFESTS = "server/var/lib/rancher/k3s/server/manifests"  # in the repo
 
 

@@ -8,12 +8,12 @@ import json
 import re
 from collections.abc import Mapping
 from functools import cache
-from importlib import resources
 from typing import Any
 from urllib.parse import urlparse
 
 from jsonschema import Draft202012Validator, FormatChecker
 
+from scooby import SCHEMAS_DIR
 from scooby.errors import Diagnostic, error
 
 KINDS = ("config", "agent", "env")
@@ -64,8 +64,14 @@ def _s3_uri(v: str) -> bool:
 # format name -> (check, what a valid value is, for messages)
 FORMATS: dict[str, tuple[Any, str]] = {
     "ipv4": (_ipv4, "an IPv4 address"),
-    "ipv4-network": (_ipv4_network, "an IPv4 network in CIDR form with no host bits set, e.g. 192.168.64.0/24"),
-    "hostname": (lambda v: bool(_HOSTNAME.match(v)), "a lower-case RFC 1123 hostname (a-z, 0-9, '-', at most 63)"),
+    "ipv4-network": (
+        _ipv4_network,
+        "an IPv4 network in CIDR form with no host bits set, e.g. 192.168.64.0/24",
+    ),
+    "hostname": (
+        lambda v: bool(_HOSTNAME.match(v)),
+        "a lower-case RFC 1123 hostname (a-z, 0-9, '-', at most 63)",
+    ),
     "domain": (lambda v: bool(_DOMAIN.match(v)) and len(v) <= 253, "a lower-case DNS domain"),
     "mac": (lambda v: bool(_MAC.match(v)), "a MAC address like b8:27:eb:81:1a:52"),
     "uuid": (lambda v: bool(_UUID.match(v)), "a UUID"),
@@ -73,11 +79,17 @@ FORMATS: dict[str, tuple[Any, str]] = {
         lambda v: bool(_UUID.match(v) or _MBR_PARTUUID.match(v)),
         "a PARTUUID: a GPT UUID or an MBR form like 4f1c2d3e-02",
     ),
-    "sha256": (lambda v: bool(_SHA256.match(v)), "a sha256 digest (64 hex digits, optionally 'sha256:' first)"),
+    "sha256": (
+        lambda v: bool(_SHA256.match(v)),
+        "a sha256 digest (64 hex digits, optionally 'sha256:' first)",
+    ),
     "pxe-id": (lambda v: bool(_PXE_ID.match(v)), "8 lower-case hex digits"),
     "netdev": (lambda v: bool(_NETDEV.match(v)), "a network device name like eth0"),
     "username": (lambda v: bool(_USERNAME.match(v)), "a lower-case Unix user name"),
-    "ssh-public-key": (lambda v: bool(_SSH_KEY.match(v)), "an SSH public key line like 'ssh-ed25519 AAAA... me@host'"),
+    "ssh-public-key": (
+        lambda v: bool(_SSH_KEY.match(v)),
+        "an SSH public key line like 'ssh-ed25519 AAAA... me@host'",
+    ),
     "uri": (_uri, "an http(s):// or file:// URL"),
     "s3-uri": (_s3_uri, "an s3://bucket/prefix URI"),
 }
@@ -94,7 +106,7 @@ def _checker() -> FormatChecker:
 
 @cache
 def schema(kind: str) -> dict[str, Any]:
-    text = resources.files("scooby.schemas").joinpath(f"{kind}.schema.json").read_text("utf-8")
+    text = (SCHEMAS_DIR / f"{kind}.schema.json").read_text("utf-8")
     return json.loads(text)
 
 
@@ -127,8 +139,9 @@ def suggest(key: str, candidates: list[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def check(kind: str, values: Mapping[str, str], path: str,
-          lines: Mapping[str, int]) -> list[Diagnostic]:
+def check(
+    kind: str, values: Mapping[str, str], path: str, lines: Mapping[str, int]
+) -> list[Diagnostic]:
     """Validate one file's KEY=VALUE mapping against its schema; one diagnostic per problem."""
     known = list(properties(kind))
     out: list[Diagnostic] = []
@@ -138,7 +151,14 @@ def check(kind: str, values: Mapping[str, str], path: str,
                 out.append(error(path, lines.get(key), f"unknown key{suggest(key, known)}", key))
         elif err.validator == "required":
             key = re.findall(r"'([^']+)'", err.message)[0]
-            out.append(error(path, None, f"required key is missing: {properties(kind)[key]['description']}", key))
+            out.append(
+                error(
+                    path,
+                    None,
+                    f"required key is missing: {properties(kind)[key]['description']}",
+                    key,
+                )
+            )
         elif err.path:
             key = str(err.path[0])
             out.append(error(path, lines.get(key), _message(err, kind, key), key))

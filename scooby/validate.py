@@ -17,7 +17,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     pass
 
 
-def validate(repo: Path, environ: dict[str, str] | None = None) -> tuple[Cluster | None, list[Diagnostic]]:
+def validate(
+    repo: Path, environ: dict[str, str] | None = None
+) -> tuple[Cluster | None, list[Diagnostic]]:
     """Load the repo and apply every rule; the cluster (if it loaded) and all diagnostics."""
     loaded = load.load(repo, environ)
     diagnostics = list(loaded.diagnostics)
@@ -41,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
         print(d, file=sys.stderr)
     errors = errors_only(diagnostics)
     if errors or cluster is None:
-        print(f"{len(errors)} error(s), {len(diagnostics) - len(errors)} warning(s)", file=sys.stderr)
+        print(
+            f"{len(errors)} error(s), {len(diagnostics) - len(errors)} warning(s)", file=sys.stderr
+        )
         return 1
     print(summary(cluster))
     return 0

@@ -1,0 +1,168 @@
+"""`scooby render`: the validated Cluster through templates/** into plain files.
+
+    OUT/boot/          the master's FAT boot partition
+    OUT/master/        merged over the master's root (paths are the on-master paths)
+    OUT/agents/NAME/   each agent's private layer (placed at layout.AGENT_LAYERS/NAME)
+
+templates/boot/** and templates/master/** render once; templates/agent/** once per agent,
+with `agent` in the context. A template's executable bit carries to its output; `.j2` is
+dropped from names. Output is byte-for-byte deterministic: sorted walks, no clocks. The
+user's server/** is copied over OUT/master last, verbatim; where it replaces a generated
+file a warning names both. OUT is written beside itself and swapped in whole, so an error
+or interrupt never leaves a half-rendered tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scooby import TEMPLATES_DIR, layout
+from scooby.errors import Diagnostic, warning
+from scooby.load import SERVER
+from scooby.model import Cluster
+
+HELP = "render every file the master and its agents need into --out (default build/render)"
+
+SECTIONS = ("boot", "master")  # rendered once; "agent" is rendered per agent
+
+
+@dataclass(frozen=True)
+class Rendered:
+    out: Path
+    files: tuple[str, ...]  # OUT-relative paths, sorted
+    diagnostics: tuple[Diagnostic, ...]  # warnings (server/ overriding generated files)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="output directory (default: REPO/build/render)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from scooby.validate import validated
+
+    cluster = validated(args.repo)
+    out = args.out or args.repo / "build" / "render"
+    result = render(cluster, out)
+    for d in result.diagnostics:
+        print(d)
+    print(
+        f"rendered {len(result.files)} files for {cluster.master.hostname} and "
+        f"{len(cluster.agents)} agent(s) into {out}"
+    )
+    return 0
+
+
+def environment(root: Path):
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(root)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["shquote"] = shlex.quote
+    return env
+
+
+def context(cluster: Cluster) -> dict[str, Any]:
+    return {
+        "cluster": cluster,
+        "master": cluster.master,
+        "agents": cluster.agents,
+        "secrets": cluster.secrets,
+        "layout": layout,
+    }
+
+
+def render(cluster: Cluster, out: Path, templates: Path | None = None) -> Rendered:
+    templates = templates or TEMPLATES_DIR
+    env = environment(templates)
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        ctx = context(cluster)
+        for section in SECTIONS:
+            _render_tree(env, templates, section, tmp / section, ctx)
+        (tmp / "agents").mkdir()
+        for agent in cluster.agents:
+            _render_tree(
+                env, templates, "agent", tmp / "agents" / agent.name, {**ctx, "agent": agent}
+            )
+        diagnostics = _merge_server(cluster, tmp / "master")
+        files = tuple(
+            sorted(
+                p.relative_to(tmp).as_posix()
+                for p in tmp.rglob("*")
+                if p.is_file() or p.is_symlink()
+            )
+        )
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Rendered(out, files, tuple(diagnostics))
+
+
+def _render_tree(env, templates: Path, section: str, dest: Path, ctx: dict[str, Any]) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    src_root = templates / section
+    if not src_root.is_dir():
+        return
+    for src in sorted(src_root.rglob("*")):
+        if src.is_dir() or src.name == ".gitkeep":
+            continue
+        rel = src.relative_to(src_root)
+        target = dest / rel.parent / rel.name.removesuffix(".j2")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = env.get_template(src.relative_to(templates).as_posix()).render(ctx)
+        target.write_text(text, encoding="utf-8")
+        target.chmod(0o755 if src.stat().st_mode & 0o111 else 0o644)
+
+
+def _merge_server(cluster: Cluster, master: Path) -> list[Diagnostic]:
+    """Copy server/** over the master tree; warn where a generated file is replaced."""
+    found = []
+    for rel in cluster.server_files:
+        src = cluster.repo / rel
+        target = master / Path(rel).relative_to(SERVER)
+        if target.exists():
+            on_master = "/" + target.relative_to(master).as_posix()
+            found.append(
+                warning(
+                    rel,
+                    None,
+                    f"replaces the file Scooby generates at {on_master} "
+                    f"(from templates/master{on_master}); yours wins",
+                )
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, target)
+        target.chmod(0o755 if src.stat().st_mode & 0o111 else 0o644)
+    return found
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out)
