@@ -20,7 +20,19 @@ AGENT_BASE = "/var/lib/scooby/base"  # where that image is mounted: the lowest o
 TFTP_ROOT = "/srv/tftp"  # bootcode.bin at the top, one folder per PXE ID
 TFTP_BOOT = "/srv/tftp/.boot"  # the agent base's boot files, which the PXE folders link to
 HTTP_ROOT = "/srv/scooby/seed"  # NAME/{user-data,meta-data}: each agent's cloud-init seed
-RELEASE_FILE = "/etc/scooby/release"  # version, base, k3s, config digest (written by build)
+RELEASE_FILE = "/etc/scooby/release"  # KEY=VALUE lines, written by build; see below
+
+# /etc/scooby/release keys: SCOOBY_VERSION, BASE (debian|raspios), K3S_VERSION,
+# K3S_MODE (embedded: binary and air-gap images in the image | first-boot: the master installs
+# the pinned, checksum-verified release at first boot | none: no K3S), CONFIG_DIGEST.
+K3S_BINARY = "/usr/local/bin/k3s"  # on the master, and under AGENT_SHARED for the agents
+K3S_AIRGAP_DIR = "/var/lib/rancher/k3s/agent/images"  # air-gap images (local disk, not NFS)
+K3S_AIRGAP_SHARED = "/usr/local/share/scooby/k3s-airgap-images-arm64.tar.zst"  # under AGENT_SHARED
+
+# Boot files: in the master's FAT partition and in TFTP_BOOT for the agents, with these names
+# (config.txt refers to them): firmware (bootcode.bin, start*.elf, fixup*.dat), DTBs, overlays/.
+KERNEL = "vmlinuz"
+INITRD = "initrd.img"
 
 # The master image: MBR, FAT boot partition then ext4 root.
 BOOT_PARTITION = 1

@@ -5,8 +5,10 @@
     OUT/agents/NAME/   each agent's private layer (placed at layout.AGENT_LAYERS/NAME)
 
 templates/boot/** and templates/master/** render once; templates/agent/** once per agent,
-with `agent` in the context. A template's executable bit carries to its output; `.j2` is
-dropped from names. Output is byte-for-byte deterministic: sorted walks, no clocks. The
+with `agent` in the context. A template whose path holds `{{ ... }}` (e.g.
+`master/srv/tftp/{{ agent.pxe_id }}/cmdline.txt.j2`) renders once per agent, path included.
+A template's executable bit carries to its output; `.j2` is dropped from names. Output is
+byte-for-byte deterministic: sorted walks, no clocks. The
 user's server/** is copied over OUT/master last, verbatim; where it replaces a generated
 file a warning names both. OUT is written beside itself and swapped in whole, so an error
 or interrupt never leaves a half-rendered tree.
@@ -127,12 +129,14 @@ def _render_tree(env, templates: Path, section: str, dest: Path, ctx: dict[str, 
     for src in sorted(src_root.rglob("*")):
         if src.is_dir() or src.name == ".gitkeep":
             continue
-        rel = src.relative_to(src_root)
-        target = dest / rel.parent / rel.name.removesuffix(".j2")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        text = env.get_template(src.relative_to(templates).as_posix()).render(ctx)
-        target.write_text(text, encoding="utf-8")
-        target.chmod(0o755 if src.stat().st_mode & 0o111 else 0o644)
+        template = env.get_template(src.relative_to(templates).as_posix())
+        rel = src.relative_to(src_root).as_posix().removesuffix(".j2")
+        per_agent = "{{" in rel and "agent" not in ctx
+        for c in [{**ctx, "agent": a} for a in ctx["agents"]] if per_agent else [ctx]:
+            target = dest / env.from_string(rel).render(c) if "{{" in rel else dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(template.render(c), encoding="utf-8")
+            target.chmod(0o755 if src.stat().st_mode & 0o111 else 0o644)
 
 
 def _merge_server(cluster: Cluster, master: Path) -> list[Diagnostic]:
