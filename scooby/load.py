@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from types import MappingProxyType
@@ -33,13 +33,17 @@ AGENTS_IGNORED = {"README.md", ".gitkeep"}
 class Loaded:
     cluster: Cluster | None  # None when `config` or `.env` could not be loaded
     diagnostics: tuple[Diagnostic, ...]
+    # `config` as written, defaults filled in: the cross-file rules need the declared
+    # networks (LC_EXTERNAL_NET, ...), which the typed Master folds into its interfaces.
+    config: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def load(repo: Path, environ: dict[str, str] | None = None) -> Loaded:
     repo = repo.resolve()
     environ = dict(os.environ) if environ is None else environ
     problems: list[Diagnostic] = []
-    master = _load_master(repo, problems)
+    config: dict[str, str] = {}
+    master = _load_master(repo, problems, config)
     secrets = _load_secrets(repo, environ, problems)
     agents = _load_agents(repo, problems)
     server_files = _server_files(repo)
@@ -48,7 +52,7 @@ def load(repo: Path, environ: dict[str, str] | None = None) -> Loaded:
         cluster = Cluster(
             repo, master, tuple(sorted(agents, key=lambda a: a.name)), secrets, server_files
         )
-    return Loaded(cluster, tuple(problems))
+    return Loaded(cluster, tuple(problems), MappingProxyType(config))
 
 
 def load_or_raise(repo: Path, environ: dict[str, str] | None = None) -> Cluster:
@@ -75,11 +79,15 @@ def _read(
     return {**schema.defaults(kind), **values}, Source(rel, MappingProxyType(lines))
 
 
-def _load_master(repo: Path, problems: list[Diagnostic]) -> Master | None:
+def _load_master(
+    repo: Path, problems: list[Diagnostic], config: dict[str, str] | None = None
+) -> Master | None:
     read = _read(repo, CONFIG, "config", problems)
     if read is None:
         return None
     v, src = read
+    if config is not None:
+        config.update(v)
     ext_net, int_net = v["LC_EXTERNAL_NET"], v["LC_INTERNAL_NET"]
     base_kind = v["LC_BASE"] or ("raspios" if v["LC_IMAGE_HREF"] else "debian")
     if base_kind == "raspios" and not (v["LC_IMAGE_HREF"] and v["LC_IMAGE_SHA"]):

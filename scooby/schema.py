@@ -148,7 +148,7 @@ def check(
     for err in _validator(kind).iter_errors(dict(values)):
         if err.validator == "additionalProperties":
             for key in sorted(set(values) - set(known), key=lambda k: lines.get(k, 0)):
-                out.append(error(path, lines.get(key), f"unknown key{suggest(key, known)}", key))
+                out.append(error(path, lines.get(key), _unknown(kind, key, known), key))
         elif err.validator == "required":
             key = re.findall(r"'([^']+)'", err.message)[0]
             out.append(
@@ -167,11 +167,37 @@ def check(
     return sorted(out, key=lambda d: (d.line or 0, d.key or ""))
 
 
+# Where each kind's keys live, for "this key belongs elsewhere" hints.
+_HOMES = {"config": "config", "agent": "agents/NAME.agent", "env": ".env"}
+
+
+def _unknown(kind: str, key: str, known: list[str]) -> str:
+    home = next((k for k in KINDS if k != kind and key in properties(k)), None)
+    if home == "env":
+        return (
+            "is a secret: put it in .env (never committed) or a CI repository secret, "
+            f"not in {_HOMES[kind]}"
+        )
+    if home is not None:
+        return f"belongs in {_HOMES[home]}, not here"
+    return f"unknown key{suggest(key, known)}"
+
+
+def _pxe_hint(value: str) -> str:
+    """The original's README printed the whole 16-digit serial; the boot ROM sends 8."""
+    if re.fullmatch(r"[0-9a-fA-F]{16}", value):
+        return f": that is the full serial number; use its last 8 digits, {value[8:].lower()!r}"
+    if re.fullmatch(r"[0-9a-fA-F]{8}", value):
+        return f": use lower case, {value.lower()!r}"
+    return ""
+
+
 def _message(err: Any, kind: str, key: str) -> str:
     value = err.instance
     if err.validator == "format":
         fmt = err.validator_value.removesuffix("-or-empty")
-        return f"{value!r} is not {FORMATS[fmt][1]}"
+        hint = _pxe_hint(value) if fmt == "pxe-id" else ""
+        return f"{value!r} is not {FORMATS[fmt][1]}{hint}"
     if err.validator == "enum":
         allowed = ", ".join(repr(v) for v in err.validator_value if v)
         return f"{value!r} is not one of {allowed}"
