@@ -53,7 +53,7 @@ def parse(text: str, rel: str) -> tuple[EnvFile, list[Diagnostic]]:
     problems: list[Diagnostic] = []
     seen: dict[str, int] = {}
     for binding in parse_stream(io.StringIO(text)):
-        line = binding.original.line
+        line = _line(binding.original)
         if binding.error:
             problems.append(
                 error(
@@ -88,6 +88,12 @@ def load(path: Path, repo: Path) -> tuple[EnvFile, list[Diagnostic]]:
     if text is None:
         return EnvFile(rel, ()), problems
     return parse(text, rel)
+
+
+def _line(original) -> int:
+    """python-dotenv counts blank lines before a binding as part of it: skip them."""
+    raw = original.string
+    return original.line + raw[: len(raw) - len(raw.lstrip())].count("\n")
 
 
 def _snippet(s: str) -> str:

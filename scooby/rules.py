@@ -62,7 +62,8 @@ SECRETS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
 )
 SECRET_SCAN_LIMIT = 1 << 20  # bytes; larger files under server/ are binaries or archives
-_KEY_ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*[=:]")
+# `KEY=value`, `key = value` or YAML's `key: value`: the KEY a secret is assigned to.
+_KEY_ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]{0,63})\s*(?:=|:(?=\s|$))")
 
 
 def check(loaded: load.Loaded, repo: Path) -> list[Diagnostic]:
