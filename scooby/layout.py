@@ -49,3 +49,22 @@ def disk_id(hostname: str) -> str:
 
 def partuuid(hostname: str, partition: int) -> str:
     return f"{disk_id(hostname)}-{partition:02d}"
+
+
+# Nodes (first boot, K3S join, SSH): paths the master's and agents' units agree on.
+FIRSTBOOT_DONE = "/var/lib/scooby/firstboot.done"  # the master's first boot has run
+AUTHORIZED_KEYS = "/etc/scooby/authorized_keys"  # LC_SSH_AUTH_KEY; empty: sshd never starts
+# The agent join token: made on the master at first boot (never at build time), kept here
+# (mode 0600) for `k3s server --agent-token-file`, and copied into each agent's private layer
+# (AGENT_LAYERS/NAME + K3S_AGENT_TOKEN, mode 0600), which only that agent's NFS export shows.
+K3S_AGENT_TOKEN_MASTER = "/var/lib/scooby/secrets/k3s-agent-token"
+K3S_AGENT_TOKEN = "/etc/rancher/k3s/agent-token"  # on each agent: its k3s `token-file`
+K3S_API_PORT = 6443
+AGENT_DEVICE = "eth0"  # an agent's built-in Ethernet (cmdline net.ifnames=0 keeps the name)
+SCOOBY_AGENT = "/usr/local/sbin/scooby-agent"  # on the master: list, status, reset, remount
+
+
+def instance_id(name: str, *parts: str) -> str:
+    """A cloud-init instance-id that changes when what the seed sets changes (re-runs it)."""
+    digest = hashlib.sha256("\0".join((name, *parts)).encode()).hexdigest()[:12]
+    return f"scooby-{name}-{digest}"
