@@ -1,0 +1,179 @@
+"""Where release artifacts go (GitHub, S3), progress bars while they get there, and the summary.
+
+Each destination is decided once, up front, from the environment: present secrets mean an
+upload, absent ones a single `... skipped: ...` line. Only versions that name a clean commit
+are published anywhere; a `-dirty` or unknown version stays in dist/.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scooby import github, s3
+from scooby.model import Cluster
+
+
+@dataclass
+class Targets:
+    github: github.Target | None = None
+    s3: s3.Target | None = None
+    skipped: list[str] = field(default_factory=list)
+    _version: str = ""  # the image's, for S3 keys
+
+    def url_for(self, name: str, split: bool) -> str | None:
+        """Where Raspberry Pi Imager downloads the image from; None: the local file."""
+        if self.github and not split:
+            return self.github.download_url(name)
+        if self.s3 and self._version:
+            return self.s3.https_url(self.s3.key(self._version, name))
+        return None
+
+
+def publishable(image_version: str | None) -> str:
+    """Why this version must not be published, or "" when it may."""
+    if image_version is None:
+        return "no image"
+    if image_version.endswith("-dirty"):
+        return f"{image_version} was built from uncommitted changes"
+    if "+unknown" in image_version:
+        return f"{image_version} was built outside a git checkout"
+    return ""
+
+
+def targets(
+    repo: Path,
+    cluster: Cluster,
+    image_version: str | None,
+    environ: Mapping[str, str] | None = None,
+) -> Targets:
+    from scooby.release import is_tag
+
+    environ = os.environ if environ is None else environ
+    found = Targets(_version=image_version or "")
+    why_not = publishable(image_version)
+    if why_not:
+        found.skipped = [f"GitHub: skipped: {why_not}", f"S3: skipped: {why_not}"]
+        return found
+    tag = image_version if is_tag(image_version) else None
+    found.github, skip = github.target(
+        environ, repo, cluster.secrets.github_token, tag, image_version
+    )
+    found.skipped += [skip] if skip else []
+    found.s3, skip = s3.target(environ)
+    found.skipped += [skip] if skip else []
+    return found
+
+
+@contextmanager
+def progress() -> Iterator:
+    """rich progress bars on stderr; they collapse to nothing when stderr is not a terminal."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    ) as bars:
+        yield bars
+
+
+def publish(made, found: Targets, dry_run: bool = False, bars=None) -> dict[str, list[str]]:
+    """Upload each artifact where it belongs; artifact name -> "where: what happened"."""
+    results: dict[str, list[str]] = {a.name: [] for a in made.artifacts}
+    to_github = [a for a in made.artifacts if a.github] if found.github else []
+    to_s3 = [a for a in made.artifacts if a.s3] if found.s3 else []
+    if dry_run:
+        for a in to_github:
+            results[a.name].append(f"{found.github.describe(a.name)} (dry run)")
+        for a in to_s3:
+            results[a.name].append(f"{found.s3.uri(found.s3.key(made.version, a.name))} (dry run)")
+        return results
+    with progress() if bars is None else _same(bars) as bars:
+        if to_github:
+            client = github.Client(found.github)
+            release = client.release()
+            existing = client.assets(release)
+            for a in to_github:
+                task = bars.add_task(f"GitHub {a.name}", total=a.size)
+                outcome = github.upload(
+                    client,
+                    release,
+                    existing,
+                    a.path,
+                    a.size,
+                    a.sha256,
+                    lambda n, task=task: bars.advance(task, n),
+                )
+                results[a.name].append(f"{found.github.describe(a.name)} ({outcome})")
+        if to_s3:
+            client = s3.client(found.s3.region)
+            config = s3.transfer_config()
+            for a in to_s3:
+                key = found.s3.key(made.version, a.name)
+                task = bars.add_task(f"S3 {a.name}", total=a.size)
+                outcome = s3.upload(
+                    client,
+                    found.s3,
+                    key,
+                    a.path,
+                    a.size,
+                    a.sha256,
+                    config,
+                    lambda n, task=task: bars.advance(task, n),
+                )
+                results[a.name].append(f"{found.s3.uri(key)} ({outcome})")
+    return results
+
+
+@contextmanager
+def _same(bars) -> Iterator:
+    yield bars
+
+
+def human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def summary(made, results: dict[str, list[str]], dry_run: bool = False) -> None:
+    """One table on stdout: every artifact, its size, its SHA-256 and where it went."""
+    from rich.console import Console
+    from rich.table import Table
+
+    # Full SHA-256s must survive a pipe or a CI log, where rich would assume 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    title = f"scooby {made.version}" + (" (dry run: nothing uploaded)" if dry_run else "")
+    table = Table(title=title, title_justify="left")
+    table.add_column("artifact", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("sha256", no_wrap=True)
+    table.add_column("uploaded to" if not dry_run else "would go to")
+    for a in made.artifacts:
+        where = results.get(a.name) or ["dist/ only"]
+        table.add_row(
+            str(a.path.relative_to(a.path.parent.parent)), human(a.size), a.sha256, "\n".join(where)
+        )
+    console.print(table)

@@ -1,0 +1,475 @@
+"""`scooby release`: turn images/scooby.img into versioned, checksummed release artifacts.
+
+Everything a release holds is computed from two sources only: the image itself (its
+`/etc/scooby/release`, read with debugfs without mounting anything) and the validated
+cluster (names and addresses). Secrets are never read into a release file. Artifacts are
+written under temporary names and renamed into place, so `dist/` never holds half a file.
+Uploads (GitHub, S3) live in `scooby.publish`; this module only makes files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from scooby import layout, version
+from scooby.errors import Diagnostic, ScoobyError, error
+from scooby.model import Cluster
+
+HELP = (
+    "compress images/scooby.img and write .bmap, SHA256SUMS, release.json and a Raspberry Pi "
+    "Imager list to dist/; upload them to GitHub and S3 when their secrets are set"
+)
+
+DEFAULT_IMAGE = "images/scooby.img"
+DEFAULT_DIST = "dist"
+CHUNK = 4 * 1024 * 1024
+SECTOR = 512
+
+# zstd -T0 uses every core; level 10 measured best for time vs size (benchmarks/bench_release.py).
+# xz: -6 is xz's own default; -T0 makes it multi-threaded (blocks, still a standard .xz).
+COMPRESSORS = {
+    "zst": ["zstd", "-T0", "-10", "-q", "-c", "-"],
+    "xz": ["xz", "-T0", "-6", "-q", "-c", "-"],
+}
+# GitHub: "each file included in a release must be under 2 GiB", and uploads of exactly 2 GiB
+# fail with a 500; parts of 2,000,000,000 bytes stay clear of both.
+PART_SIZE = 2_000_000_000
+RELEASE_KEYS = ("SCOOBY_VERSION", "BASE", "K3S_VERSION", "K3S_MODE", "CONFIG_DIGEST")
+K3S_MODES = ("embedded", "first-boot", "none")
+IMAGER_FILE = "rpi-imager.json"  # one stable name: .../releases/latest/download/rpi-imager.json
+MANIFEST_FILE = "release.json"
+SUMS_FILE = "SHA256SUMS"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    size: int
+    sha256: str
+    kind: str  # image | part | bmap | imager | manifest | sums
+    # where the uploaders send it: the whole image goes to S3; GitHub gets its parts instead
+    # when it is over the asset limit.
+    github: bool = True
+    s3: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass
+class Release:
+    version: str
+    tag: str | None  # the git tag when the version is one (v1.2.3), else None
+    artifacts: list[Artifact] = field(default_factory=list)
+    split: bool = False
+
+
+# --- reading the image -------------------------------------------------------------------
+
+
+def partition_offset(image: Path, number: int) -> int:
+    """Byte offset of MBR partition NUMBER (1-4): the MBR is 4 entries of 16 bytes at 446."""
+    with image.open("rb") as f:
+        mbr = f.read(SECTOR)
+    if len(mbr) < SECTOR or mbr[510:512] != b"\x55\xaa":
+        raise ScoobyError(error(str(image), None, "not a disk image: no MBR partition table"))
+    entry = mbr[446 + 16 * (number - 1) : 446 + 16 * number]
+    ptype, start, count = entry[4], *struct.unpack("<II", entry[8:16])
+    if ptype == 0 or count == 0:
+        raise ScoobyError(error(str(image), None, f"partition {number} is missing"))
+    return start * SECTOR
+
+
+def read_image_file(image: Path, inside: str) -> str:
+    """A file's text from the image's ext4 root, via debugfs: no loop device, no mount, no root."""
+    offset = partition_offset(image, layout.ROOT_PARTITION)
+    done = subprocess.run(
+        ["debugfs", "-R", f"cat {inside}", f"{image}?offset={offset}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    # debugfs exits 0 even when the file is missing; it says so on stderr.
+    problem = [
+        line
+        for line in done.stderr.splitlines()
+        if line.strip() and not line.startswith("debugfs ")
+    ]
+    if done.returncode != 0 or problem:
+        why = problem[0] if problem else f"debugfs exited {done.returncode}"
+        raise ScoobyError(error(str(image), None, f"cannot read {inside} from the image: {why}"))
+    return done.stdout
+
+
+def parse_release_file(text: str, where: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip().strip('"')
+    problems = [
+        error(where, None, "missing from the image's release file", key)
+        for key in RELEASE_KEYS
+        if not values.get(key) and not (key == "K3S_VERSION" and values.get("K3S_MODE") == "none")
+    ]
+    if values.get("K3S_MODE") and values["K3S_MODE"] not in K3S_MODES:
+        problems.append(error(where, None, f"not one of {', '.join(K3S_MODES)}", "K3S_MODE"))
+    if problems:
+        raise ScoobyError(problems)
+    return values
+
+
+def image_release(image: Path) -> dict[str, str]:
+    where = f"{image}:{layout.RELEASE_FILE}"
+    return parse_release_file(read_image_file(image, layout.RELEASE_FILE), where)
+
+
+# --- making artifacts --------------------------------------------------------------------
+
+
+def _tmp(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.partial")
+
+
+def sha256_file(path: Path, advance: Callable[[int], None] | None = None) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            if advance:
+                advance(len(chunk))
+    return digest.hexdigest()
+
+
+def artifact(path: Path, kind: str, **where: bool) -> Artifact:
+    return Artifact(path, path.stat().st_size, sha256_file(path), kind, **where)
+
+
+def compress(
+    image: Path, dest: Path, fmt: str, advance: Callable[[int], None] | None = None
+) -> tuple[str, str]:
+    """Compress IMAGE to DEST with the zstd/xz tool in one pass; (raw sha256, compressed sha256).
+
+    A thread feeds the compressor and hashes the raw bytes while this one hashes and writes
+    what comes out, so the multi-GB image is read once.
+    """
+    command = COMPRESSORS[fmt]
+    if shutil.which(command[0]) is None:
+        package = {"zstd": "zstd", "xz": "xz-utils"}[command[0]]
+        raise ScoobyError(
+            Diagnostic("", None, f"{command[0]} not found: apt-get install {package}")
+        )
+    raw, packed = hashlib.sha256(), hashlib.sha256()
+    failure: list[BaseException] = []
+    tmp = _tmp(dest)
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def feed() -> None:
+        try:
+            with image.open("rb") as f:
+                while chunk := f.read(CHUNK):
+                    raw.update(chunk)
+                    proc.stdin.write(chunk)
+                    if advance:
+                        advance(len(chunk))
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+        finally:
+            proc.stdin.close()
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        with tmp.open("wb") as out:
+            while chunk := proc.stdout.read(CHUNK):
+                packed.update(chunk)
+                out.write(chunk)
+        feeder.join()
+        if proc.wait() != 0 or failure:
+            why = failure[0] if failure else f"{command[0]} exited {proc.returncode}"
+            raise ScoobyError(Diagnostic("", None, f"compressing {image.name} failed: {why}"))
+        os.replace(tmp, dest)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        tmp.unlink(missing_ok=True)
+    return raw.hexdigest(), packed.hexdigest()
+
+
+def bmap(image: Path, dest: Path) -> None:
+    """`bmaptool create`: the mapped ranges (and their checksums) of the raw image."""
+    if shutil.which("bmaptool") is None:
+        raise ScoobyError(Diagnostic("", None, "bmaptool not found: apt-get install bmap-tools"))
+    tmp = _tmp(dest)
+    try:
+        done = subprocess.run(
+            ["bmaptool", "create", "-o", str(tmp), str(image)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            why = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+            raise ScoobyError(Diagnostic("", None, f"bmaptool create failed: {why[0]}"))
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def split(path: Path, part_size: int) -> list[Path]:
+    """PATH.part00, PATH.part01, ...: `cat PATH.part* > PATH` puts it back together."""
+    parts = []
+    with path.open("rb") as src:
+        index = 0
+        while True:
+            dest = path.with_name(f"{path.name}.part{index:02d}")
+            tmp = _tmp(dest)
+            written = 0
+            with tmp.open("wb") as out:
+                while written < part_size and (chunk := src.read(min(CHUNK, part_size - written))):
+                    out.write(chunk)
+                    written += len(chunk)
+            if written == 0:
+                tmp.unlink()
+                break
+            os.replace(tmp, dest)
+            parts.append(dest)
+            index += 1
+    return parts
+
+
+def write_text(dest: Path, text: str) -> None:
+    tmp = _tmp(dest)
+    tmp.write_text(text)
+    os.replace(tmp, dest)
+
+
+def write_json(dest: Path, data: object) -> None:
+    write_text(dest, json.dumps(data, indent=2) + "\n")
+
+
+def manifest(
+    cluster: Cluster,
+    info: dict[str, str],
+    commit: str,
+    date: str,
+    raw: Artifact,
+    files: list[Artifact],
+    split_parts: bool,
+) -> dict:
+    """release.json: what is in the image and where it came from. Built field by field from
+    the model, so nothing from `Secrets` can slip in."""
+    m = cluster.master
+    k3s = "without K3S" if info["K3S_MODE"] == "none" else info["K3S_VERSION"]
+    data = {
+        "name": "scooby",
+        "version": info["SCOOBY_VERSION"],
+        "commit": commit,
+        "release_date": date,
+        "base": info["BASE"],
+        "k3s": k3s,
+        "k3s_mode": info["K3S_MODE"],
+        "config_digest": info["CONFIG_DIGEST"],
+        "master": {
+            "hostname": m.hostname,
+            "external": {
+                "device": m.external.device,
+                "address": str(m.external.address),
+                "gateway": str(m.gateway),
+            },
+            "internal": {"device": m.internal.device, "address": str(m.internal.address)},
+        },
+        "agents": [
+            {"name": a.name, "ip": str(a.ip), "mac": a.mac, "pxe_id": a.pxe_id}
+            for a in cluster.agents
+        ],
+        "image": {"name": raw.name, "size": raw.size, "sha256": raw.sha256},
+        "artifacts": [{"name": a.name, "size": a.size, "sha256": a.sha256} for a in files],
+    }
+    if split_parts:
+        image = next(a for a in files if a.kind == "image")
+        data["reassemble"] = f"cat {image.name}.part* > {image.name}"
+    return data
+
+
+def imager_list(version: str, raw: Artifact, image: Artifact, url: str, date: str) -> dict:
+    """Raspberry Pi Imager's documented os_list format (doc/json-schema/os-list-schema.json).
+
+    No `init_format`: the image is configured by its repository, and Imager's own
+    customisation (users, Wi-Fi, SSH keys) would fight it, so Imager should not offer it.
+    No `devices`: a custom repository has no device list, so a filter would hide the entry.
+    """
+    return {
+        "os_list": [
+            {
+                "name": f"Scooby {version}",
+                "description": "K3S cluster master: gateway, K3S server and network boot "
+                "for the agent Pis (arm64)",
+                "icon": "",
+                "url": url,
+                "extract_size": raw.size,
+                "extract_sha256": raw.sha256,
+                "image_download_size": image.size,
+                "image_download_sha256": image.sha256,
+                "release_date": date,
+            }
+        ]
+    }
+
+
+def sums(files: list[Artifact]) -> str:
+    """`sha256sum -c SHA256SUMS` format: digest, two spaces, name."""
+    return "".join(f"{a.sha256}  {a.name}\n" for a in sorted(files, key=lambda a: a.name))
+
+
+def release_date(repo: Path, commit: str) -> str:
+    """The commit's date, so a rebuilt release says the same; today without git."""
+    if commit:
+        when = version._git(repo, "show", "-s", "--format=%cs", commit)
+        if when:
+            return when
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+def image_commit(repo: Path, image_version: str) -> str:
+    """The commit the image was built from: its tag, or the `-g<hash>` in its version."""
+    rev = image_version.removesuffix("-dirty")
+    if "-g" in rev:
+        rev = rev.rsplit("-g", 1)[1]
+    elif not rev.startswith("v"):
+        return ""
+    return version._git(repo, "rev-parse", "--verify", "-q", f"{rev}^{{commit}}") or ""
+
+
+def is_tag(image_version: str) -> bool:
+    return image_version.startswith("v") and "-g" not in image_version and "+" not in image_version
+
+
+# --- the command -------------------------------------------------------------------------
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--image",
+        type=Path,
+        default=Path(DEFAULT_IMAGE),
+        metavar="FILE",
+        help=f"the built image (default: {DEFAULT_IMAGE}, relative to --repo)",
+    )
+    parser.add_argument(
+        "--dist",
+        type=Path,
+        default=Path(DEFAULT_DIST),
+        metavar="DIR",
+        help=f"where artifacts go (default: {DEFAULT_DIST}, relative to --repo)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=sorted(COMPRESSORS),
+        default="zst",
+        help="image compression: zst (default, fast, Imager >= 1.7) or xz (smaller, slower)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="make the artifacts and list them with size, SHA-256 and destination; upload nothing",
+    )
+
+
+def make(
+    repo: Path,
+    image: Path,
+    dist: Path,
+    cluster: Cluster,
+    fmt: str = "zst",
+    url_for: Callable[[str, bool], str] | None = None,
+    progress=None,
+    part_size: int = PART_SIZE,
+) -> Release:
+    """Every artifact for IMAGE in DIST; `url_for(name, split)` says where Imager downloads from."""
+    if not image.is_file():
+        rel = os.path.relpath(image, repo)
+        raise ScoobyError(error(rel, None, "no image here: run `scooby build` first"))
+    info = image_release(image)
+    digest = version.config_digest(repo)
+    if info["CONFIG_DIGEST"] != digest:
+        raise ScoobyError(
+            error(
+                os.path.relpath(image, repo),
+                None,
+                f"built from other inputs (config digest {info['CONFIG_DIGEST'][:12]}, "
+                f"the repository's is {digest[:12]}): rebuild, or release from the commit "
+                f"{info['SCOOBY_VERSION']}",
+                "CONFIG_DIGEST",
+            )
+        )
+    image_version = info["SCOOBY_VERSION"]
+    dist.mkdir(parents=True, exist_ok=True)
+    stem = f"scooby-{image_version}"
+    packed_path = dist / f"{stem}.img.{fmt}"
+    bmap_path = dist / f"{stem}.img.bmap"  # bmaptool copy finds it next to the .img.zst
+
+    size = image.stat().st_size
+    task = progress.add_task(f"compress {packed_path.name}", total=size) if progress else None
+    advance = (lambda n: progress.advance(task, n)) if progress else None
+    raw_sha, _ = compress(image, packed_path, fmt, advance)
+    raw = Artifact(image, size, raw_sha, "raw", github=False, s3=False)
+    bmap(image, bmap_path)
+
+    split_parts = packed_path.stat().st_size > part_size
+    packed = artifact(packed_path, "image", github=not split_parts)
+    files = [packed, artifact(bmap_path, "bmap")]
+    if split_parts:
+        files += [artifact(p, "part", s3=False) for p in split(packed_path, part_size)]
+
+    commit = image_commit(repo, image_version)
+    date = release_date(repo, commit)
+    # Imager needs an absolute URL; without an upload target, the local file (a local list).
+    url = (url_for(packed.name, split_parts) if url_for else None) or packed_path.resolve().as_uri()
+    imager_path = dist / IMAGER_FILE
+    write_json(imager_path, imager_list(image_version, raw, packed, url, date))
+    files.append(artifact(imager_path, "imager"))
+    manifest_path = dist / MANIFEST_FILE
+    write_json(manifest_path, manifest(cluster, info, commit, date, raw, list(files), split_parts))
+    files.append(artifact(manifest_path, "manifest"))
+    sums_path = dist / SUMS_FILE
+    write_text(sums_path, sums(files))
+    files.append(artifact(sums_path, "sums"))
+    return Release(
+        image_version, image_version if is_tag(image_version) else None, files, split_parts
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from scooby import publish
+    from scooby.validate import validated
+
+    repo = args.repo.resolve()
+    cluster = validated(repo)
+    image = args.image if args.image.is_absolute() else repo / args.image
+    dist = args.dist if args.dist.is_absolute() else repo / args.dist
+    info = image_release(image) if image.is_file() else None
+    targets = publish.targets(repo, cluster, info["SCOOBY_VERSION"] if info else None)
+    with publish.progress() as bars:
+        made = make(repo, image, dist, cluster, args.format, targets.url_for, bars)
+    for line in targets.skipped:
+        print(line, file=sys.stderr)
+    results = publish.publish(made, targets, dry_run=args.dry_run)
+    publish.summary(made, results, dry_run=args.dry_run)
+    return 0
