@@ -17,21 +17,25 @@ or interrupt never leaves a half-rendered tree.
 from __future__ import annotations
 
 import argparse
+import sys
 import shlex
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from scooby import TEMPLATES_DIR, layout
-from scooby.errors import Diagnostic, warning
+from scooby.errors import Diagnostic, ScoobyError, error, warning
 from scooby.load import SERVER
 from scooby.model import Cluster
 
 HELP = "render every file the master and its agents need into --out (default build/render)"
 
 SECTIONS = ("boot", "master")  # rendered once; "agent" is rendered per agent
+# NFS export fsids are UUIDs derived from the agent's name: stable when agents come and go.
+FSID_NAMESPACE = uuid.UUID("5c00b7e5-4e46-5344-8000-736361626f6f")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="output directory (default: REPO/build/render)",
     )
+    parser.add_argument(
+        "--no-check",
+        dest="check",
+        action="store_false",
+        help="skip the daemons' own checkers (dnsmasq --test, lighttpd -tt, ...)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,11 +68,16 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or args.repo / "build" / "render"
     result = render(cluster, out)
     for d in result.diagnostics:
-        print(d)
+        print(d, file=sys.stderr)
     print(
         f"rendered {len(result.files)} files for {cluster.master.hostname} and "
         f"{len(cluster.agents)} agent(s) into {out}"
     )
+    if args.check:
+        from scooby import checks
+
+        checks.check(result.out)
+        print(f"checked {out} with dnsmasq, lighttpd, iptables, cloud-init, systemd, sshd")
     return 0
 
 
@@ -78,7 +93,24 @@ def environment(root: Path):
         autoescape=False,
     )
     env.filters["shquote"] = shlex.quote
+    env.filters["nfs_fsid"] = nfs_fsid
     return env
+
+
+def nfs_fsid(name: str) -> str:
+    """The NFS export fsid of an agent: a UUID from its name alone, so it never moves."""
+    return str(uuid.uuid5(FSID_NAMESPACE, name))
+
+
+def _check_fsids(cluster: Cluster) -> None:
+    """Two agents must never share an fsid (NFS would mix up their file handles)."""
+    seen: dict[str, str] = {}
+    for agent in cluster.agents:
+        other = seen.setdefault(nfs_fsid(agent.name), agent.name)
+        if other != agent.name:
+            raise ScoobyError(
+                error(agent.source.path, None, f"NFS fsid collides with agent {other!r}")
+            )
 
 
 def context(cluster: Cluster) -> dict[str, Any]:
@@ -93,6 +125,7 @@ def context(cluster: Cluster) -> dict[str, Any]:
 
 def render(cluster: Cluster, out: Path, templates: Path | None = None) -> Rendered:
     templates = templates or TEMPLATES_DIR
+    _check_fsids(cluster)
     env = environment(templates)
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
