@@ -1,7 +1,7 @@
 """The daemons' own checkers over a rendered tree: a file its daemon rejects is a bug.
 
     dnsmasq --test                      OUT/*/etc/dnsmasq.d (as Debian's dnsmasq reads it)
-    lighttpd -tt -f                     OUT/*/etc/lighttpd/lighttpd.conf (paths moved to a temp root)
+    lighttpd -tt -f                     OUT/*/etc/lighttpd/lighttpd.conf (paths under a temp root)
     iptables-restore --test             OUT/*/etc/iptables/rules.v4|v6, nft AND legacy backends
                                         (the nft one accepts a misspelt target)
     cloud-init schema --config-file     every file under OUT that starts with #cloud-config

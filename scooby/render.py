@@ -17,9 +17,9 @@ or interrupt never leaves a half-rendered tree.
 from __future__ import annotations
 
 import argparse
-import sys
 import shlex
 import shutil
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
