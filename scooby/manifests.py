@@ -405,3 +405,40 @@ def _span(entry: Any):
         return net.network_address, net.broadcast_address
     except ValueError:
         return None
+
+
+# --- `python -m scooby.manifests [--repo DIR]`: the scooby-manifests pre-commit hook -------------
+
+
+def config_values(repo: Path) -> dict[str, str]:
+    """`config` as written, for the K3S version and external network; never fails: a
+    broken config is `scooby validate`'s to report, and its defaults stand in here."""
+    from scooby import envfile
+
+    path = repo / "config"
+    if not path.is_file():
+        return {}
+    parsed, _ = envfile.load(path, repo)
+    return parsed.values()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m scooby.manifests",
+        description="check the Kubernetes manifests under " + MANIFESTS,
+    )
+    parser.add_argument("--repo", type=Path, default=Path.cwd(), metavar="DIR")
+    parser.add_argument("files", nargs="*", help="ignored: every manifest is checked")
+    args = parser.parse_args(argv)
+    repo = args.repo.resolve()
+    found = sorted(set(check(repo, config_values(repo))), key=lambda d: (d.path, d.line or 0))
+    for d in found:
+        print(d, file=sys.stderr)
+    return 1 if any(d.severity == "error" for d in found) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

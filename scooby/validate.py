@@ -34,16 +34,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print a Markdown table of every setting (the README's) and exit",
     )
+    parser.add_argument(
+        "--no-manifests",
+        dest="manifests",
+        action="store_false",
+        help="skip the Kubernetes manifests (the scooby-manifests pre-commit hook checks them)",
+    )
 
 
 def validate(
-    repo: Path, environ: dict[str, str] | None = None
+    repo: Path, environ: dict[str, str] | None = None, with_manifests: bool = True
 ) -> tuple[Cluster | None, list[Diagnostic]]:
     """Load the repo and apply every rule; the cluster (if it loaded) and all diagnostics."""
     loaded = load.load(repo, environ)
     diagnostics = list(loaded.diagnostics)
     diagnostics += rules.check(loaded, repo)
-    diagnostics += manifests.check(repo, loaded.config or None)
+    if with_manifests:
+        diagnostics += manifests.check(repo, loaded.config or None)
     return loaded.cluster, sorted(set(diagnostics), key=_order)
 
 
@@ -68,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "settings_table", False):
         print(settings_table(), end="")
         return 0
-    cluster, diagnostics = validate(args.repo)
+    cluster, diagnostics = validate(args.repo, with_manifests=getattr(args, "manifests", True))
     for d in diagnostics:
         print(d, file=sys.stderr)
     errors = errors_only(diagnostics)
