@@ -1,0 +1,90 @@
+"""Named, cached build stages: each output lives under `.cache/` keyed by a hash of its inputs.
+
+A stage's key hashes everything that can change its output: the settings it reads, the
+contents of the template files it uses and the version of the tool that makes it. The
+output is written beside its final name and renamed into place, so an interrupted stage
+never leaves something that looks cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+CACHE_DIR = ".cache"
+# Bump when a stage's code changes its output in a way its inputs don't show.
+FORMAT = 1
+
+
+def digest_files(paths: Iterable[Path], root: Path) -> dict[str, str]:
+    """sha256 of every file under the given files/directories, by root-relative path."""
+    out: dict[str, str] = {}
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            rel = file.relative_to(root).as_posix()
+            mode = "x" if os.access(file, os.X_OK) else "-"
+            out[rel] = mode + hashlib.sha256(file.read_bytes()).hexdigest()
+    return out
+
+
+def key(stage: str, inputs: dict) -> str:
+    """A short, stable hash of a stage's name and its (JSON-serialisable) inputs."""
+    blob = json.dumps({"stage": stage, "format": FORMAT, "inputs": inputs}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Cache:
+    root: Path  # REPO/.cache
+
+    @classmethod
+    def of(cls, repo: Path) -> Cache:
+        return cls(repo / CACHE_DIR)
+
+    @property
+    def downloads(self) -> Path:
+        return self.root / "downloads"
+
+    @property
+    def debs(self) -> Path:
+        return self.root / "debs"
+
+    def stage_dir(self, stage: str, stage_key: str) -> Path:
+        return self.root / "stages" / f"{stage}-{stage_key}"
+
+    def lookup(self, stage: str, stage_key: str) -> Path | None:
+        path = self.stage_dir(stage, stage_key)
+        return path if path.is_dir() else None
+
+    def staging(self, stage: str, stage_key: str) -> Path:
+        """A fresh directory to build a stage's output in; `commit` renames it into place."""
+        tmp = self.root / "stages" / f".{stage}-{stage_key}.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        return tmp
+
+    def commit(self, stage: str, stage_key: str, staging: Path) -> Path:
+        final = self.stage_dir(stage, stage_key)
+        # Older outputs of the same stage are superseded: keep .cache/ from growing forever.
+        for old in (self.root / "stages").glob(f"{stage}-*"):
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+        staging.rename(final)
+        return final
+
+    def discard_staging(self) -> None:
+        """Remove what an interrupted stage left half-written."""
+        for tmp in (self.root / "stages").glob(".*.tmp"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def clean(self) -> None:
+        """`--clean`: drop every cached stage and download."""
+        if self.root.exists():
+            shutil.rmtree(self.root)

@@ -1,0 +1,13 @@
+#!/bin/sh
+# master-base: install the master's packages (SCOOBY_PACKAGES) inside the unpacked agent base.
+# update-initramfs stays quiet: the agent base's initramfs already has every module we need.
+set -eu
+root="$1"
+chroot "$root" dpkg-divert --local --rename --add /usr/sbin/update-initramfs
+printf '#!/bin/sh\nexit 0\n' >"$root/usr/sbin/update-initramfs"
+chmod 0755 "$root/usr/sbin/update-initramfs"
+# shellcheck disable=SC2086 # a list of package names
+chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install --yes \
+	--no-install-recommends -o Dpkg::Use-Pty=0 $SCOOBY_PACKAGES
+rm -f "$root/usr/sbin/update-initramfs"
+chroot "$root" dpkg-divert --local --rename --remove /usr/sbin/update-initramfs
