@@ -53,7 +53,7 @@ def targets(
 ) -> Targets:
     from scooby.release import is_tag
 
-    environ = os.environ if environ is None else environ
+    environ = secrets_env(repo, os.environ if environ is None else environ)
     found = Targets(_version=image_version or "")
     why_not = publishable(image_version)
     if why_not:
@@ -67,6 +67,19 @@ def targets(
     found.s3, skip = s3.target(environ)
     found.skipped += [skip] if skip else []
     return found
+
+
+def secrets_env(repo: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """`.env` overlaid by the environment (CI's repository secrets win), as `load` does."""
+    from scooby import envfile
+
+    merged: dict[str, str] = {}
+    path = repo / ".env"
+    if path.is_file():
+        parsed, _ = envfile.load(path, repo)  # problems were reported by `validated` already
+        merged.update(parsed.values())
+    merged.update({k: v for k, v in environ.items() if v})
+    return merged
 
 
 @contextmanager
@@ -125,7 +138,7 @@ def publish(made, found: Targets, dry_run: bool = False, bars=None) -> dict[str,
                 )
                 results[a.name].append(f"{found.github.describe(a.name)} ({outcome})")
         if to_s3:
-            client = s3.client(found.s3.region)
+            client = s3.client(found.s3)
             config = s3.transfer_config()
             for a in to_s3:
                 key = found.s3.key(made.version, a.name)

@@ -21,7 +21,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -41,6 +41,8 @@ class Target:
     bucket: str
     prefix: str
     region: str
+    access_key: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
 
     def key(self, version: str, name: str) -> str:
         return "/".join(p for p in (self.prefix, version, name) if p)
@@ -68,25 +70,37 @@ def target(environ: Mapping[str, str]) -> tuple[Target | None, str]:
                 "", None, "must look like s3://BUCKET or s3://BUCKET/PREFIX", "AWS_BUCKET_S3_URI"
             )
         )
-    return Target(uri.netloc, uri.path.strip("/"), environ["AWS_REGION"]), ""
+    found = Target(
+        uri.netloc,
+        uri.path.strip("/"),
+        environ["AWS_REGION"],
+        environ["AWS_ACCESS_KEY_ID"],
+        environ["AWS_SECRET_ACCESS_KEY"],
+    )
+    return found, ""
 
 
-def client(region: str):
+def client(target: Target):
+    """A boto3 S3 client; it honours AWS_ENDPOINT_URL(_S3) from the environment by itself."""
     import boto3
     from botocore.config import Config
 
     # standard retry mode: exponential backoff on throttling, 5xx and connection errors.
     return boto3.client(
-        "s3", region_name=region, config=Config(retries={"max_attempts": 8, "mode": "standard"})
+        "s3",
+        region_name=target.region,
+        aws_access_key_id=target.access_key,
+        aws_secret_access_key=target.secret_key,
+        config=Config(retries={"max_attempts": 8, "mode": "standard"}),
     )
 
 
-def transfer_config(threshold: int = THRESHOLD, chunksize: int = CHUNKSIZE):
+def transfer_config(threshold: int | None = None, chunksize: int | None = None):
     from boto3.s3.transfer import TransferConfig
 
     return TransferConfig(
-        multipart_threshold=threshold,
-        multipart_chunksize=chunksize,
+        multipart_threshold=threshold or THRESHOLD,
+        multipart_chunksize=chunksize or CHUNKSIZE,
         max_concurrency=CONCURRENCY,
         use_threads=True,
     )
