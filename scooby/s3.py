@@ -218,12 +218,15 @@ def upload(
             Callback=counter,
         )
         verify(s3, target, key, path, size, sha256, config)
-    except (BotoCoreError, ClientError, Boto3Error, OSError) as exc:
+    except BaseException as exc:  # Ctrl-C included: no parts may be left behind
         # s3transfer aborts its own multipart upload on failure; make sure, even when the
         # failure was in the abort itself. A second failure here must not hide the first.
-        with contextlib.suppress(BotoCoreError, ClientError):
+        with contextlib.suppress(Exception):
             abort_pending(s3, target.bucket, key)
-        raise ScoobyError(Diagnostic("", None, f"S3: upload to {where} failed: {exc}")) from exc
+        if isinstance(exc, (BotoCoreError, ClientError, Boto3Error, OSError)):
+            message = f"S3: upload to {where} failed: {exc}"
+            raise ScoobyError(Diagnostic("", None, message)) from exc
+        raise
     return "uploaded"
 
 
