@@ -28,6 +28,7 @@ class Entry:
 class EnvFile:
     path: str  # relative to the repo
     entries: tuple[Entry, ...]
+    readable: bool = True  # False: unreadable or not text, so entries says nothing
 
     def values(self) -> dict[str, str]:
         return {e.key: e.value for e in self.entries}
@@ -83,10 +84,10 @@ def load(path: Path, repo: Path) -> tuple[EnvFile, list[Diagnostic]]:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return EnvFile(rel, ()), [error(rel, None, f"cannot read: {exc.strerror}")]
+        return EnvFile(rel, (), False), [error(rel, None, f"cannot read: {exc.strerror}")]
     text, problems = decode(data, rel)
     if text is None:
-        return EnvFile(rel, ()), problems
+        return EnvFile(rel, (), False), problems
     return parse(text, rel)
 
 

@@ -69,6 +69,9 @@ def _read(
     path = repo / rel
     if path.exists():
         parsed, found = envfile.load(path, repo)
+        if not parsed.readable:  # missing-key errors would only repeat "not a text file"
+            problems.extend(found)
+            return None
         values, lines = parsed.values(), parsed.lines()
     else:
         found, values, lines = [], {}, {}
