@@ -75,7 +75,7 @@ def rebase(text: str, root: Path, paths: Iterable[str]) -> str:
     """
     for path in sorted(paths, key=len, reverse=True):
         text = re.sub(
-            rf"(?<=[\s=\"'(,]){re.escape(path)}(?=[/\"'\s,)]|$)",
+            rf"(?<![^\s=\"'(,:]){re.escape(path)}(?=[/\"'\s,:)]|$)",
             lambda _m, p=path: f"{root}{p}",
             text,
             flags=re.MULTILINE,
