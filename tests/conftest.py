@@ -29,3 +29,17 @@ def write_repo(root: Path, files: dict[str, str]) -> Path:
 def repo(tmp_path: Path) -> Path:
     """A minimal valid repository: default config, one agent."""
     return write_repo(tmp_path / "repo", {"config": "", "agents/willow.agent": WILLOW})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite tests/golden/ from the current templates instead of comparing with it",
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
