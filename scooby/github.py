@@ -48,7 +48,7 @@ class Target:
         return f"github:{self.slug}@{self.tag}/{name}"
 
     def download_url(self, name: str) -> str:
-        return f"{self.server}/{self.slug}/releases/download/{self.tag}/{quote(name)}"
+        return f"{self.server}/{self.slug}/releases/download/{quote(self.tag)}/{quote(name)}"
 
 
 def slug_from_git(repo: Path) -> str | None:
@@ -57,13 +57,21 @@ def slug_from_git(repo: Path) -> str | None:
     return match.group("slug") if match else None
 
 
+def slug(environ: Mapping[str, str], repo: Path) -> str | None:
+    """OWNER/REPO: Actions' GITHUB_REPOSITORY, else the github.com remote `origin`."""
+    return environ.get("GITHUB_REPOSITORY") or slug_from_git(repo)
+
+
+def download_base(environ: Mapping[str, str], slug: str, tag: str) -> str:
+    server = (environ.get("GITHUB_SERVER_URL") or SERVER).rstrip("/")
+    return f"{server}/{slug}/releases/download/{quote(tag)}"
+
+
 def target(
-    environ: Mapping[str, str], repo: Path, env_file_token: str, tag: str | None, image_version: str
+    environ: Mapping[str, str], repo: Path, tag: str | None, image_version: str
 ) -> tuple[Target | None, str]:
     """Where to publish, or None and the one-line reason it is skipped."""
-    token = (
-        environ.get("GITHUB_TOKEN") or environ.get("LC_PACKER_GITHUB_API_TOKEN") or env_file_token
-    )
+    token = environ.get("GITHUB_TOKEN") or environ.get("LC_PACKER_GITHUB_API_TOKEN")
     if not token:
         return None, "GitHub: skipped: no GITHUB_TOKEN or LC_PACKER_GITHUB_API_TOKEN"
     if tag is None:
@@ -71,12 +79,12 @@ def target(
             f"GitHub: skipped: {image_version} is not a release tag "
             "(tag the commit vX.Y.Z and rebuild to publish a release)"
         )
-    slug = environ.get("GITHUB_REPOSITORY") or slug_from_git(repo)
-    if not slug:
+    found = slug(environ, repo)
+    if not found:
         return None, "GitHub: skipped: no GITHUB_REPOSITORY and no github.com remote 'origin'"
     api = environ.get("SCOOBY_GITHUB_API") or environ.get("GITHUB_API_URL") or API
     server = environ.get("GITHUB_SERVER_URL") or SERVER
-    return Target(slug, tag, token, api.rstrip("/"), server.rstrip("/")), ""
+    return Target(found, tag, token, api.rstrip("/"), server.rstrip("/")), ""
 
 
 class _Body:

@@ -13,24 +13,28 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from scooby import github, s3
-from scooby.model import Cluster
 
 
 @dataclass
 class Targets:
-    github: github.Target | None = None
-    s3: s3.Target | None = None
-    skipped: list[str] = field(default_factory=list)
-    _version: str = ""  # the image's, for S3 keys
+    github: github.Target | None = None  # None: no GitHub upload
+    s3: s3.Target | None = None  # None: no S3 upload
+    skipped: list[str] = field(default_factory=list)  # one line per skipped destination
+    version: str = ""
+    # Where the published image will be downloaded from. Known without any credential, so a
+    # CI build job without write access writes the same Imager list the release job uploads.
+    github_download: str = ""  # .../releases/download/TAG
+    s3_place: s3.Target | None = None
 
     def url_for(self, name: str, split: bool) -> str | None:
         """Where Raspberry Pi Imager downloads the image from; None: the local file."""
-        if self.github and not split:
-            return self.github.download_url(name)
-        if self.s3 and self._version:
-            return self.s3.https_url(self.s3.key(self._version, name))
+        if self.github_download and not split:
+            return f"{self.github_download}/{quote(name)}"
+        if self.s3_place and self.version:
+            return self.s3_place.https_url(self.s3_place.key(self.version, name))
         return None
 
 
@@ -46,23 +50,23 @@ def publishable(image_version: str | None) -> str:
 
 
 def targets(
-    repo: Path,
-    cluster: Cluster,
-    image_version: str | None,
-    environ: Mapping[str, str] | None = None,
+    repo: Path, image_version: str | None, environ: Mapping[str, str] | None = None
 ) -> Targets:
+    """Every destination for this version, from `.env` and the environment."""
     from scooby.release import is_tag
 
     environ = secrets_env(repo, os.environ if environ is None else environ)
-    found = Targets(_version=image_version or "")
+    found = Targets(version=image_version or "")
     why_not = publishable(image_version)
     if why_not:
         found.skipped = [f"GitHub: skipped: {why_not}", f"S3: skipped: {why_not}"]
         return found
     tag = image_version if is_tag(image_version) else None
-    found.github, skip = github.target(
-        environ, repo, cluster.secrets.github_token, tag, image_version
-    )
+    slug = github.slug(environ, repo)
+    if tag and slug:
+        found.github_download = github.download_base(environ, slug, tag)
+    found.s3_place = s3.place(environ)
+    found.github, skip = github.target(environ, repo, tag, image_version)
     found.skipped += [skip] if skip else []
     found.s3, skip = s3.target(environ)
     found.skipped += [skip] if skip else []

@@ -386,6 +386,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="image compression: zst (default, fast, Imager >= 1.7) or xz (smaller, slower)",
     )
     parser.add_argument(
+        "--upload-only",
+        action="store_true",
+        help="publish the artifacts already in --dist (checked against SHA256SUMS); "
+        "no image, no compression",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="make the artifacts and list them with size, SHA-256 and destination; upload nothing",
@@ -456,18 +462,72 @@ def make(
     )
 
 
+def from_dist(dist: Path) -> Release:
+    """The artifacts an earlier `scooby release` left in DIST, each checked against SHA256SUMS:
+    what a CI job with write access publishes, without building or compressing anything."""
+    where = os.path.relpath(dist / SUMS_FILE)
+    try:
+        data = json.loads((dist / MANIFEST_FILE).read_text())
+        listed = [line.split("  ", 1) for line in (dist / SUMS_FILE).read_text().splitlines()]
+    except (OSError, ValueError) as exc:
+        raise ScoobyError(
+            error(where, None, f"no release here ({exc}): run `scooby release --dry-run` first")
+        ) from exc
+    split_parts = "reassemble" in data
+    problems, files = [], []
+    for sha, name in listed:
+        path = dist / name
+        if not path.is_file() or sha256_file(path) != sha:
+            problems.append(error(where, None, "missing or changed since it was listed", name))
+            continue
+        kind = _kind(name)
+        files.append(
+            Artifact(
+                path,
+                path.stat().st_size,
+                sha,
+                kind,
+                github=not (split_parts and kind == "image"),
+                s3=kind != "part",
+            )
+        )
+    if problems:
+        raise ScoobyError(problems)
+    files.sort(key=lambda a: (_ORDER.index(a.kind), a.name))
+    files.append(artifact(dist / SUMS_FILE, "sums"))
+    image_version = data["version"]
+    tag = image_version if is_tag(image_version) else None
+    return Release(image_version, tag, files, split_parts)
+
+
+_ORDER = ("image", "bmap", "part", "imager", "manifest", "sums")
+
+
+def _kind(name: str) -> str:
+    if ".part" in name:
+        return "part"
+    if name.endswith(".bmap"):
+        return "bmap"
+    return {IMAGER_FILE: "imager", MANIFEST_FILE: "manifest", SUMS_FILE: "sums"}.get(name, "image")
+
+
 def run(args: argparse.Namespace) -> int:
     from scooby import publish
-    from scooby.validate import validated
 
     repo = args.repo.resolve()
-    cluster = validated(repo)
-    image = args.image if args.image.is_absolute() else repo / args.image
     dist = args.dist if args.dist.is_absolute() else repo / args.dist
-    info = image_release(image) if image.is_file() else None
-    targets = publish.targets(repo, cluster, info["SCOOBY_VERSION"] if info else None)
-    with publish.progress() as bars:
-        made = make(repo, image, dist, cluster, args.format, targets.url_for, bars)
+    if args.upload_only:
+        made = from_dist(dist)
+        targets = publish.targets(repo, made.version)
+    else:
+        from scooby.validate import validated
+
+        cluster = validated(repo)
+        image = args.image if args.image.is_absolute() else repo / args.image
+        info = image_release(image) if image.is_file() else None
+        targets = publish.targets(repo, info["SCOOBY_VERSION"] if info else None)
+        with publish.progress() as bars:
+            made = make(repo, image, dist, cluster, args.format, targets.url_for, bars)
     for line in targets.skipped:
         print(line, file=sys.stderr)
     results = publish.publish(made, targets, dry_run=args.dry_run)

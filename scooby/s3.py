@@ -58,6 +58,14 @@ class Target:
         return f"https://{self.bucket}.s3.{self.region}.amazonaws.com/{key}"
 
 
+def place(environ: Mapping[str, str]) -> Target | None:
+    """The bucket and prefix alone (no credentials): enough to name the objects' URLs."""
+    uri = urlparse(environ.get("AWS_BUCKET_S3_URI", ""))
+    if uri.scheme != "s3" or not uri.netloc or not environ.get("AWS_REGION"):
+        return None
+    return Target(uri.netloc, uri.path.strip("/"), environ["AWS_REGION"])
+
+
 def target(environ: Mapping[str, str]) -> tuple[Target | None, str]:
     """The bucket to upload to, or None and the one-line reason it is skipped."""
     missing = [k for k in ENV_KEYS if not environ.get(k)]

@@ -214,7 +214,6 @@ def target(api: GitHubApiDouble) -> github.Target:
     found, why = github.target(
         {"GITHUB_TOKEN": TOKEN, "GITHUB_REPOSITORY": SLUG, "SCOOBY_GITHUB_API": api.url},
         Path("/nonexistent"),
-        "",
         "v1.2.3",
         "v1.2.3",
     )
@@ -313,17 +312,17 @@ def test_paginated_asset_list(api, target, tmp_path) -> None:
 
 
 def test_skips_without_token_or_tag() -> None:
-    assert github.target({}, Path("/x"), "", "v1", "v1") == (
+    assert github.target({}, Path("/x"), "v1", "v1") == (
         None,
         "GitHub: skipped: no GITHUB_TOKEN or LC_PACKER_GITHUB_API_TOKEN",
     )
-    found, why = github.target({"GITHUB_TOKEN": "t"}, Path("/x"), "", None, "v1.0.0-3-gabcdef1")
+    found, why = github.target({"GITHUB_TOKEN": "t"}, Path("/x"), None, "v1.0.0-3-gabcdef1")
     assert found is None and "v1.0.0-3-gabcdef1 is not a release tag" in why
 
 
 def test_token_from_the_env_file_name(tmp_path: Path) -> None:
     env = {"LC_PACKER_GITHUB_API_TOKEN": "t2", "GITHUB_REPOSITORY": SLUG}
-    found, _ = github.target(env, tmp_path, "", "v1.0.0", "v1.0.0")
+    found, _ = github.target(env, tmp_path, "v1.0.0", "v1.0.0")
     assert found.token == "t2"
     assert "t2" not in repr(found)
     assert found.download_url("a b.img.zst") == (

@@ -98,7 +98,7 @@ def test_release_artifacts_go_up_and_a_rerun_replaces_nothing(
             make_file(dist / "SHA256SUMS", 200),
         ],
     )
-    found = publish.Targets(s3=s3.target(env)[0], _version="v1.2.3")
+    found = publish.Targets(s3=s3.target(env)[0], version="v1.2.3")
     results = publish.publish(made, found)
     assert results["scooby-v1.2.3.img.zst"] == [
         f"s3://{found.s3.bucket}/releases/v1.2.3/scooby-v1.2.3.img.zst (uploaded)"
