@@ -28,6 +28,8 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", "--diff", ".")
     session.run("check-jsonschema", "--check-metaschema", *sorted(map(str, _schemas())))
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *_workflows())
+    session.run("zizmor", "--offline", *_workflows())
     session.run(
         "pre-commit",
         "run",
@@ -49,6 +51,19 @@ def validate(session: nox.Session) -> None:
     """Check the repository: `scooby validate`."""
     _install(session)
     session.run("scooby", "validate", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def release(session: nox.Session) -> None:
+    """Compress, checksum and publish images/scooby.img: `scooby release` (options after `--`)."""
+    _install(session)
+    session.run("scooby", "release", *session.posargs)
+
+
+def _workflows() -> list[str]:
+    from pathlib import Path
+
+    return sorted(str(p) for p in Path(".github/workflows").glob("*.y*ml"))
 
 
 def _schemas():
