@@ -21,7 +21,9 @@ class Diagnostic:
         if self.line is not None:
             where = f"{where}:{self.line}"
         what = f"{self.key}: {self.message}" if self.key else self.message
-        return f"{where}: {self.severity}: {what}"
+        # One line per problem, whatever a user's file put in a name or value.
+        line = f"{where}: {self.severity}: {what}"
+        return line.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def error(path: str, line: int | None, message: str, key: str | None = None) -> Diagnostic:
