@@ -20,6 +20,7 @@ from scooby.errors import ScoobyError
 COMMANDS = {
     "validate": "scooby.validate",
     "render": "scooby.render",
+    "build": "scooby.build",
     "release": "scooby.release",
 }
 

@@ -119,10 +119,13 @@ def partition_table(image: Path, hostname: str, boot: int, root: int, log=None) 
 
 
 def _touch_tree(tree: Path, epoch: int) -> None:
-    for dirpath, dirnames, filenames in os.walk(tree):
-        for name in dirnames + filenames:
-            os.utime(os.path.join(dirpath, name), (epoch, epoch), follow_symlinks=False)
-    os.utime(tree, (epoch, epoch))
+    """Every mtime to `epoch`. Only where it differs: utime also sets ctime (to now), which
+    mke2fs stores, so the one timestamp left differing between builds is the inode ctime."""
+    for path in [str(tree)] + [
+        os.path.join(d, n) for d, dirs, files in os.walk(tree) for n in dirs + files
+    ]:
+        if os.lstat(path).st_mtime != epoch:
+            os.utime(path, (epoch, epoch), follow_symlinks=False)
 
 
 def fat(image: Path, offset: int, size: int, boot: Path, hostname: str, log=None) -> None:

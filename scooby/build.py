@@ -1,0 +1,282 @@
+"""`scooby build`: validate, render, then the image from named, cached stages.
+
+    render       validate + render (always: it is the cluster's description)
+    agent-base   Debian arm64 root for the agents, its squashfs and boot files   (cached)
+    master-base  the agent base + the master's packages                         (cached)
+    k3s          the pinned K3S files (cached download) or first-boot / none
+    assemble     master root + boot trees (render output, agent base, TFTP, K3S, release)
+    pack         MBR + FAT + ext4 into images/scooby.img, without loop devices or mounts
+
+A cached stage is reused when the hash of its inputs matches (scooby.cache), so changing
+only config, agents/ or server/ reruns render, assemble and pack. With a Raspberry Pi OS
+base (LC_IMAGE_HREF), `raspios-base` replaces agent-base. Every command's output goes to
+build/build.log; the terminal shows one line per stage and a summary table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scooby.errors import ScoobyError, error
+
+HELP = "build the master's bootable image (images/scooby.img) from Debian's archive"
+TOOLS = ("mmdebstrap", "unshare", "mksquashfs", "mkfs.vfat", "mcopy", "sfdisk", "mke2fs", "tar")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--k3s",
+        choices=("auto", "embed", "none"),
+        default="auto",
+        help="embed K3S (fail if it can't be had), auto: embed or install at first boot "
+        "(default), none: no K3S",
+    )
+    parser.add_argument(
+        "--clean", action="store_true", help="drop .cache/ (stages and downloads) first"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="IMG",
+        help="where to write the image (default: REPO/images/scooby.img)",
+    )
+
+
+@dataclass
+class StageResult:
+    name: str
+    seconds: float
+    cached: bool
+    note: str = ""
+
+
+@dataclass
+class Report:
+    stages: list[StageResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    base: str = ""
+    k3s: object = None  # the K3sPlan
+
+
+class Stages:
+    """Runs named stages: a status line while each runs, its time and cache hit after."""
+
+    def __init__(self, console, log) -> None:
+        self.console, self.log, self.report = console, log, Report()
+
+    def run(self, name: str, fn: Callable[[], tuple[object, bool, str]]):
+        start = time.monotonic()
+        self.log.write(f"\n=== stage {name} ===\n")
+        self.log.flush()
+        with self.console.status(f"[bold]{name}[/bold] ..."):
+            value, cached, note = fn()
+        seconds = time.monotonic() - start
+        self.report.stages.append(StageResult(name, seconds, cached, note))
+        hit = " [green](cached)[/green]" if cached else ""
+        self.console.print(f"[green]✓[/green] {name}{hit} {seconds:.1f} s {note}")
+        self.log.write(f"=== stage {name}: {seconds:.1f} s, cached={cached} {note}\n")
+        self.log.flush()
+        return value
+
+
+def check_host() -> None:
+    """Fail before any slow work when this machine can't build."""
+    problems = [f"`{t}` not found" for t in TOOLS if shutil.which(t) is None]
+    if os.geteuid() != 0:
+        problems.append("must run as root (or use ./scripts/build.sh --vagrant)")
+    elif shutil.which("arch-test") and (
+        subprocess.run(["arch-test", "arm64"], capture_output=True, check=False).returncode != 0
+    ):
+        problems.append(
+            "this machine can't run arm64 programs: install qemu-user-static and binfmt-support "
+            "(scripts/setup.sh), and mount binfmt_misc"
+        )
+    if problems:
+        raise ScoobyError(
+            [error("", None, f"{p} (see scripts/setup.sh)", "build") for p in problems]
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    repo = args.repo.resolve()
+    out = (args.out or repo / "images" / "scooby.img").resolve()
+    console = Console(stderr=True)
+    logfile = repo / "build" / "build.log"
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    with open(logfile, "w") as log:
+        report, image = build(repo, out, args.k3s, args.clean, console, log)
+    console.print(summary(report, image))
+    for w in report.warnings:
+        console.print(f"[bold yellow]warning:[/bold yellow] {w}")
+    console.print(f"image: {image.image}   log: {logfile}")
+    return 0
+
+
+def build(repo: Path, out: Path, k3s_mode: str, clean: bool, console, log):
+    from scooby import k3s as k3s_mod
+    from scooby import pack, rootfs
+    from scooby.assemble import assemble
+    from scooby.cache import Cache, key
+    from scooby.render import render
+    from scooby.validate import validated
+
+    cache = Cache.of(repo)
+    stages = Stages(console, log)
+    work = repo / "build" / "work"
+    rendered_dir = repo / "build" / "render"
+
+    def do_render():
+        cluster = validated(repo)
+        rendered = render(cluster, rendered_dir)
+        for d in rendered.diagnostics:
+            console.print(str(d))
+        return (cluster, rendered), False, f"{len(rendered.files)} files"
+
+    cluster, rendered = stages.run("render", do_render)
+    check_host()
+    if clean:
+        cache.clean()
+    cache.root.mkdir(parents=True, exist_ok=True)
+    base = cluster.master.base
+    try:
+        if base.kind == "raspios":
+            from scooby import raspios
+
+            agent_dir, agent_key = stages.run(
+                "raspios-base", lambda: raspios.stage(base, cache, log)
+            )
+        else:
+            agent_dir, agent_key = stages.run(
+                "agent-base", lambda: agent_stage(base, cache, log, key, rootfs)
+            )
+        master_dir = stages.run(
+            "master-base", lambda: master_stage(base, cache, log, key, rootfs, agent_dir, agent_key)
+        )
+        plan = stages.run("k3s", lambda: k3s_stage(k3s_mod, k3s_mode, cluster, cache, repo))
+        if plan.warning:
+            stages.report.warnings.append(plan.warning)
+        assembled = stages.run(
+            "assemble",
+            lambda: (
+                assemble(
+                    cluster,
+                    rendered.out,
+                    master_dir / "rootfs.tar",
+                    agent_dir / "base.squashfs",
+                    agent_dir / "boot",
+                    base.kind,
+                    plan,
+                    work,
+                ),
+                False,
+                "",
+            ),
+        )
+        image = stages.run(
+            "pack",
+            lambda: (
+                pack.pack(assembled.boot, assembled.root, cluster.master.hostname, out, log),
+                False,
+                "",
+            ),
+        )
+    finally:
+        cache.discard_staging()
+        if work.exists():
+            shutil.rmtree(work)
+    stages.report.base = base.kind
+    stages.report.k3s = plan
+    return stages.report, image
+
+
+def agent_stage(base, cache, log, key, rootfs):
+    """Debian agent base: rootfs.tar, base.squashfs and boot/ (cached by its inputs)."""
+    from scooby.assemble import debian_boot_files, unpack
+
+    stage_key = key("agent-base", rootfs.agent_inputs(base.suite, base.mirror))
+    hit = cache.lookup("agent-base", stage_key)
+    if hit:
+        return (hit, stage_key), True, ""
+    tmp = cache.staging("agent-base", stage_key)
+    rootfs.agent_base(tmp / "rootfs.tar", base.suite, base.mirror, cache.debs, log)
+    tree = tmp / "tree"
+    unpack(tmp / "rootfs.tar", tree)
+    debian_boot_files(tree, tmp / "boot")
+    squashfs(tree, tmp / "base.squashfs", log)
+    shutil.rmtree(tree)
+    return (cache.commit("agent-base", stage_key, tmp), stage_key), False, ""
+
+
+def squashfs(tree: Path, out: Path, log) -> None:
+    """The agent root as one compressed, read-only file (OverlayFS lower layer over NFS)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "1700000000")
+    cmd = [
+        "nice", "-n", "10", "mksquashfs", str(tree), str(out), "-noappend", "-no-progress",
+        "-comp", "zstd", "-Xcompression-level", "15", "-mkfs-time", epoch, "-all-time", epoch,
+        "-wildcards", "-e", "boot/vmlinuz-*", "boot/initrd.img-*", "boot/firmware/*",
+    ]  # fmt: skip
+    log.write(f"$ {' '.join(cmd)}\n")
+    log.flush()
+    subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True)
+
+
+def master_stage(base, cache, log, key, rootfs, agent_dir, agent_key):
+    stage_key = key("master-base", rootfs.master_inputs(agent_key))
+    hit = cache.lookup("master-base", stage_key)
+    if hit:
+        return hit, True, ""
+    tmp = cache.staging("master-base", stage_key)
+    suite, mirrors, keyring = base.suite, [base.mirror], None
+    apt = agent_dir / "apt"
+    if apt.is_dir():  # a Raspberry Pi OS base: its own suite, sources and keys
+        suite = (apt / "suite").read_text().strip()
+        mirrors = (apt / "sources").read_text().splitlines()
+        keyring = apt / "keyrings"
+    rootfs.master_base(
+        tmp / "rootfs.tar", agent_dir / "rootfs.tar", suite, mirrors, cache.debs, log, keyring
+    )
+    return cache.commit("master-base", stage_key, tmp), False, ""
+
+
+def k3s_stage(k3s_mod, mode, cluster, cache, repo):
+    k3s = cluster.master.k3s
+    folder = k3s_mod.cache_dir(cache.downloads, k3s.version)
+    was_cached = (folder / k3s_mod.BINARY).is_file() and (folder / k3s_mod.AIRGAP).is_file()
+    plan = k3s_mod.plan(mode, k3s, cache.downloads, repo)
+    note = {"embedded": f"{k3s.version} embedded", "first-boot": "first-boot install"}.get(
+        plan.mode, "without K3S"
+    )
+    return plan, was_cached and plan.mode == "embedded", note
+
+
+def summary(report: Report, image):
+    from rich.table import Table
+
+    table = Table(title="scooby build")
+    table.add_column("stage")
+    table.add_column("time", justify="right")
+    table.add_column("cache")
+    table.add_column("note")
+    for s in report.stages:
+        table.add_row(s.name, f"{s.seconds:.1f} s", "hit" if s.cached else "-", s.note)
+    total = sum(s.seconds for s in report.stages)
+    table.add_row("total", f"{total:.1f} s", "", "")
+    plan = report.k3s
+    k3s = {
+        "embedded": f"K3S {plan.version} (embedded)",
+        "first-boot": f"K3S {plan.version} installed at first boot (NOT embedded)",
+    }.get(plan.mode, "without K3S")
+    table.caption = (
+        f"image {image.size / 2**30:.2f} GiB ({image.image.name}) · base {report.base} · {k3s}"
+    )
+    return table
