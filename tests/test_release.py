@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import WILLOW, write_repo
 from release_images import make_image, release_values
+from test_github import SLUG, api  # noqa: F401 (fixture: the GitHub REST API test double)
+from test_github import TOKEN as GITHUB_TOKEN
+from test_s3 import env, moto_endpoint  # noqa: F401 (fixtures: moto's server on 127.0.0.1)
 from test_version import git
 
 from scooby import cli, publish, release, version
@@ -263,3 +266,55 @@ def test_untagged_build_skips_github_with_a_reason(tagged: Path, capsys, monkeyp
     assert f"scooby-{described}.img.zst" in out
     data = json.loads((tagged / "dist/release.json").read_text())
     assert data["commit"] == git(tagged, "rev-parse", "HEAD")
+
+
+# --- publishing what dist/ holds: a local S3 server and the GitHub test double -------------
+
+
+def test_upload_only_publishes_dist_to_github_and_s3(tagged, api, env, monkeypatch, capsys):  # noqa: F811
+    monkeypatch.setenv("GITHUB_REPOSITORY", SLUG)
+    assert cli.main(["release", "--repo", str(tagged), "--dry-run"]) == 0
+    dist = tagged / "dist"
+    (entry,) = json.loads((dist / "rpi-imager.json").read_text())["os_list"]
+    # Known from the repository and the tag alone: the build job needs no token for it.
+    assert entry["url"] == (
+        f"https://github.com/{SLUG}/releases/download/v1.2.3/scooby-v1.2.3.img.zst"
+    )
+    capsys.readouterr()
+    monkeypatch.setenv("GITHUB_TOKEN", GITHUB_TOKEN)
+    monkeypatch.setenv("SCOOBY_GITHUB_API", api.url)
+    assert cli.main(["release", "--repo", str(tagged), "--upload-only"]) == 0
+    out = capsys.readouterr().out
+    names = sorted(p.name for p in dist.iterdir())
+    assert sorted(a["name"] for a in api.assets.values()) == names
+    for a in api.assets.values():
+        assert a["body"] == (dist / a["name"]).read_bytes()
+    from scooby import s3
+
+    target, _ = s3.target(env)
+    client = s3.client(target)
+    listed = client.list_objects_v2(Bucket=target.bucket, Prefix="releases/v1.2.3/")
+    assert sorted(o["Key"].rsplit("/", 1)[1] for o in listed["Contents"]) == names
+    assert f"s3://{target.bucket}/releases/v1.2.3/SHA256SUMS (uploaded)" in out
+    assert GITHUB_TOKEN not in out
+    # Once more: everything is already there.
+    assert cli.main(["release", "--repo", str(tagged), "--upload-only"]) == 0
+    out = capsys.readouterr().out
+    assert "(uploaded)" not in out and out.count("(identical)") == 2 * len(names)
+
+
+def test_upload_only_refuses_a_changed_artifact(tagged: Path, capsys) -> None:
+    assert cli.main(["release", "--repo", str(tagged), "--dry-run"]) == 0
+    (tagged / "dist/scooby-v1.2.3.img.bmap").write_text("tampered\n")
+    capsys.readouterr()
+    assert cli.main(["release", "--repo", str(tagged), "--upload-only"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith(
+        "SHA256SUMS: error: scooby-v1.2.3.img.bmap: missing or changed since it was listed"
+    )
+
+
+def test_upload_only_without_a_release(tagged: Path, capsys) -> None:
+    assert cli.main(["release", "--repo", str(tagged), "--upload-only"]) == 1
+    err = capsys.readouterr().err
+    assert "no release here" in err and "run `scooby release --dry-run` first" in err
