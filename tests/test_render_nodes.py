@@ -541,3 +541,37 @@ def test_the_shared_checkers_pass_except_host_sshd(out):
         if "Missing privilege separation directory" not in d.message
     ]
     assert found == []
+
+
+# --- a 250-agent cluster -------------------------------------------------------------------
+
+
+def _big_repo(root: Path, count: int) -> Path:
+    files = {"config": "LC_INTERNAL_IP=10.64.0.1\nLC_INTERNAL_NET=10.64.0.0/16\n"}
+    for n in range(count):
+        files[f"agents/node-{n:03d}.agent"] = (
+            f"AGENT_ETHERNET=dc:a6:32:00:{n // 256:02x}:{n % 256:02x}\n"
+            f"AGENT_IP=10.64.{1 + n // 200}.{1 + n % 200}\n"
+            f"AGENT_RANCHER_PART_UUID={n:08x}-01\n"
+            f"AGENT_PXE_ID={0xA0000000 + n:08x}\n"
+        )
+    return write_repo(root / "repo", files)
+
+
+def test_250_agents(tmp_path):
+    cluster = load_or_raise(_big_repo(tmp_path, 250), environ={})
+    big = render(cluster, tmp_path / "out").out
+    assert len(list((big / "master/srv/tftp").iterdir())) == 250
+    unit = _read(big, "master/etc/systemd/system/scooby-k3s-token.service")
+    assert unit.count(".mount\n") == 250
+    assert "Before=mnt-scooby-agents-node\\x2d249.mount\n" in unit
+    script = _read(big, "master/usr/local/sbin/scooby-agent")
+    assert script.count(") ip=10.64.") == 250
+    _verify(tmp_path, big / "master", ["scooby-k3s-token.service", "scooby-k3s-install.service"])
+    _verify(tmp_path / "agent", big / "agents/node-249", ["k3s-agent.service"])
+    found = [
+        str(d)
+        for d in checks.problems(big)
+        if "Missing privilege separation directory" not in d.message
+    ]
+    assert found == []
