@@ -575,3 +575,81 @@ def test_250_agents(tmp_path):
         if "Missing privilege separation directory" not in d.message
     ]
     assert found == []
+
+
+# --- the first-boot and agent scripts, run for real in a private mount namespace -----------
+
+
+def _in_namespace(setup: str, *args: str) -> subprocess.CompletedProcess:
+    """Run `setup` (sh) in a new mount namespace: whatever it mounts vanishes with it."""
+    run = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", setup, "sh", *args],
+        capture_output=True,
+        text=True,
+    )
+    return run
+
+
+# A copy of this host's /etc on a tmpfs, over /etc; empty /home and /var/lib.
+PRIVATE_ETC = """\
+set -e
+mount -t tmpfs scooby-test "$1" && cp -a /etc/. "$1" && mount --bind "$1" /etc
+mount -t tmpfs scooby-test /home
+mount -t tmpfs scooby-test /var/lib
+mountpoint -q /etc && mountpoint -q /var/lib
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a private mount namespace")
+def test_master_first_boot_script(out, tmp_path):
+    (tmp_path / "etc").mkdir()
+    script = out / "master/usr/local/sbin/scooby-firstboot"
+    setup = PRIVATE_ETC + (
+        'useradd --create-home pi\n'
+        "install -D -m 0644 \"$3\" /etc/scooby/sudoers\n"
+        'host_key=$(cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null || true)\n'
+        '"$2" identity\n"$2" user\n'
+        'echo "NEW_KEY $(cat /etc/ssh/ssh_host_ed25519_key.pub | cut -d" " -f2)"\n'
+        'echo "OLD_KEY $(echo "$host_key" | cut -d" " -f2)"\n'
+        'echo "MACHINE_ID $(cat /etc/machine-id)"\n'
+        "echo \"SHADOW $(getent shadow giles | cut -d: -f2) $(getent shadow pi | cut -d: -f2,8)\"\n"
+        'echo "GROUPS $(id -nG giles)"\n'
+        'echo "PI_SHELL $(getent passwd pi | cut -d: -f7)"\n'
+        'echo "SUDOERS $(stat -c %a /etc/sudoers.d/scooby) $(tail -1 /etc/sudoers.d/scooby)"\n'
+        f'test -s {layout.FIRSTBOOT_DONE} && echo DONE\n'
+    )  # fmt: skip
+    sudoers = out / "master/etc/scooby/sudoers"
+    run = _in_namespace(setup, str(tmp_path / "etc"), str(script), str(sudoers))
+    assert run.returncode == 0, run.stderr
+    seen = dict(line.split(" ", 1) for line in run.stdout.splitlines() if " " in line)
+    assert seen["NEW_KEY"] and seen["NEW_KEY"] != seen["OLD_KEY"]
+    host_id = Path("/etc/machine-id").read_text().strip()
+    assert re.fullmatch(r"[0-9a-f]{32}", seen["MACHINE_ID"]) and seen["MACHINE_ID"] != host_id
+    user_hash, pi = seen["SHADOW"].split()
+    assert user_hash.startswith("!")  # locked: no password, SSH key only
+    assert pi.startswith("!") and pi.endswith(":1")  # pi locked and expired
+    assert seen["PI_SHELL"] == "/usr/sbin/nologin"
+    assert {"adm", "systemd-journal"} <= set(seen["GROUPS"].split())
+    assert seen["SUDOERS"] == "440 giles ALL=(ALL:ALL) NOPASSWD: ALL"
+    assert "DONE" in run.stdout.splitlines()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a private mount namespace")
+def test_agent_airgap_images_copied_to_local_disk_once(out):
+    script = out / "agents/willow/usr/local/sbin/scooby-airgap-images"
+    src, dest_dir = layout.K3S_AIRGAP_SHARED, layout.K3S_AIRGAP_DIR
+    setup = (
+        "set -e\nmount -t tmpfs scooby-test /var/lib\n"
+        f"mount -t tmpfs scooby-test {Path(src).parent.parent}\n"
+        f'"$1"; echo "NONE $(ls {dest_dir} 2>/dev/null | wc -l)"\n'
+        f"mkdir -p {Path(src).parent} && echo images-v1 >{src}\n"
+        '"$1"; "$1"\n'
+        f"touch -d 2020-01-01 {src} && echo images-v2 >>{src} && touch -d 2020-01-02 {src}\n"
+        f'"$1"; echo "NOW $(cat {dest_dir}/*)"\n'
+    )
+    run = _in_namespace(setup, str(script))
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "NONE 0"  # no images in the shared layer: nothing to do
+    assert sum(line.startswith("scooby-airgap-images: copied") for line in lines) == 2
+    assert lines[-2:] == ["NOW images-v1", "images-v2"]  # a changed file is copied again
