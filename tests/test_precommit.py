@@ -92,3 +92,44 @@ def test_another_repository_reuses_the_hooks_with_try_repo(tmp_path, env):
     assert run.returncode == 1, run.stdout + run.stderr
     assert EXPECTED in run.stdout
     assert "Traceback" not in run.stdout + run.stderr
+
+
+# --- the hook entries themselves ------------------------------------------------------------
+
+
+def hook(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_syntax_hook_reports_yaml_and_json_errors_with_their_line(tmp_path):
+    write_repo(
+        tmp_path,
+        {
+            "ok.yaml": "a: !Ref b\n---\nc: [1, 2]\n",  # custom tags and documents are fine
+            "ok.json": '{"a": [1]}',
+            "bad.yaml": "a: 1\nb: [\n",
+            "bad.json": '{\n  "a": 1,\n}\n',
+        },
+    )
+    run = hook("scooby.syntax", "ok.yaml", "ok.json", "bad.yaml", "bad.json", cwd=tmp_path)
+    assert run.returncode == 1
+    yaml_error, json_error = run.stderr.splitlines()
+    assert yaml_error == "bad.yaml:3: error: YAML syntax error: did not find expected node content"
+    assert json_error.startswith("bad.json:3: error: not valid JSON: ")  # wording: Python's
+    assert hook("scooby.syntax", "ok.yaml", "ok.json", cwd=tmp_path).returncode == 0
+
+
+def test_manifests_hook_checks_pools_against_the_repos_config(tmp_path):
+    pool = (
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: p\n"
+        "spec:\n  addresses: [10.0.0.100-10.0.0.120]\n"
+    )
+    manifests = "server/var/lib/rancher/k3s/server/manifests"
+    write_repo(tmp_path, {"config": "", f"{manifests}/pool.yaml": pool})
+    run = hook("scooby.manifests", cwd=tmp_path)
+    assert run.returncode == 1
+    assert run.stderr.startswith(f"{manifests}/pool.yaml:6: error: IPAddressPool/p: ")
+    (tmp_path / "config").write_text(
+        "LC_EXTERNAL_NET=10.0.0.0/24\nLC_EXTERNAL_IP=10.0.0.2\nLC_EXTERNAL_GW=10.0.0.1\n"
+    )
+    assert hook("scooby.manifests", cwd=tmp_path).returncode == 0

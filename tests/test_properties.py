@@ -108,6 +108,7 @@ def test_load_and_validate_take_any_files(config, dotenv, agent, name):
             f"agents/{name}.agent": agent,
             "agents/xander.agent": WILLOW.encode(),
             f"agents/{name}": agent,
+            "server/etc/x.conf": config + agent,
         }
     )
     loaded = load.load(repo, environ={})
@@ -115,6 +116,7 @@ def test_load_and_validate_take_any_files(config, dotenv, agent, name):
     cluster, diagnostics = validate(repo, environ={})
     _check(diagnostics)
     paths = {"config", ".env", f"agents/{name}.agent", "agents/xander.agent", f"agents/{name}"}
+    paths.add("server/etc/x.conf")
     assert {d.path for d in diagnostics} <= paths | {"(environment)"}
 
 
