@@ -132,44 +132,78 @@ def render(cluster: Cluster, out: Path, templates: Path | None = None) -> Render
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         ctx = context(cluster)
+        writer = _Writer(tmp)
         for section in SECTIONS:
-            _render_tree(env, templates, section, tmp / section, ctx)
+            _render_tree(_templates(env, templates, section), writer, section, ctx)
         (tmp / "agents").mkdir()
+        agent_templates = _templates(env, templates, "agent")
         for agent in cluster.agents:
-            _render_tree(
-                env, templates, "agent", tmp / "agents" / agent.name, {**ctx, "agent": agent}
-            )
+            _render_tree(agent_templates, writer, f"agents/{agent.name}", {**ctx, "agent": agent})
         diagnostics = _merge_server(cluster, tmp / "master")
-        files = tuple(
-            sorted(
-                p.relative_to(tmp).as_posix()
-                for p in tmp.rglob("*")
-                if p.is_file() or p.is_symlink()
-            )
-        )
+        files = set(writer.written) | {
+            f"master/{Path(rel).relative_to(SERVER).as_posix()}" for rel in cluster.server_files
+        }
         _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Rendered(out, files, tuple(diagnostics))
+    return Rendered(out, tuple(sorted(files)), tuple(diagnostics))
 
 
-def _render_tree(env, templates: Path, section: str, dest: Path, ctx: dict[str, Any]) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
+@dataclass(frozen=True)
+class _Template:
+    template: Any  # jinja2.Template of the content
+    name: str  # the output path under its section, ".j2" dropped
+    path: Any  # jinja2.Template of `name` when it holds `{{ ... }}`, else None
+    mode: int
+
+
+def _templates(env, templates: Path, section: str) -> list[_Template]:
+    """A section's templates, compiled once (an agent section is rendered 250 times)."""
     src_root = templates / section
     if not src_root.is_dir():
-        return
+        return []
+    found = []
     for src in sorted(src_root.rglob("*")):
         if src.is_dir() or src.name == ".gitkeep":
             continue
-        template = env.get_template(src.relative_to(templates).as_posix())
-        rel = src.relative_to(src_root).as_posix().removesuffix(".j2")
-        per_agent = "{{" in rel and "agent" not in ctx
-        for c in [{**ctx, "agent": a} for a in ctx["agents"]] if per_agent else [ctx]:
-            target = dest / env.from_string(rel).render(c) if "{{" in rel else dest / rel
+        name = src.relative_to(src_root).as_posix().removesuffix(".j2")
+        found.append(
+            _Template(
+                env.get_template(src.relative_to(templates).as_posix()),
+                name,
+                env.from_string(name) if "{{" in name else None,
+                0o755 if src.stat().st_mode & 0o111 else 0o644,
+            )
+        )
+    return found
+
+
+class _Writer:
+    """Writes rendered files under one root, remembering the directories it made."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.written: list[str] = []
+        self._dirs: set[Path] = set()
+
+    def write(self, rel: str, text: str, mode: int) -> None:
+        target = self.root / rel
+        if target.parent not in self._dirs:
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(template.render(c), encoding="utf-8")
-            target.chmod(0o755 if src.stat().st_mode & 0o111 else 0o644)
+            self._dirs.add(target.parent)
+        target.write_text(text, encoding="utf-8")
+        target.chmod(mode)
+        self.written.append(rel)
+
+
+def _render_tree(found: list[_Template], writer: _Writer, dest: str, ctx: dict[str, Any]) -> None:
+    writer.root.joinpath(dest).mkdir(parents=True, exist_ok=True)
+    for t in found:
+        per_agent = t.path is not None and "agent" not in ctx
+        for c in [{**ctx, "agent": a} for a in ctx["agents"]] if per_agent else [ctx]:
+            name = t.path.render(c) if t.path is not None else t.name
+            writer.write(f"{dest}/{name}", t.template.render(c), t.mode)
 
 
 def _merge_server(cluster: Cluster, master: Path) -> list[Diagnostic]:
