@@ -36,6 +36,10 @@ class Loaded:
     # `config` as written, defaults filled in: the cross-file rules need the declared
     # networks (LC_EXTERNAL_NET, ...), which the typed Master folds into its interfaces.
     config: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # What did load, even when the cluster as a whole did not (say `.env` is broken), so
+    # the cross-file rules still report everything in one run.
+    master: Master | None = None
+    agents: tuple[Agent, ...] = ()  # sorted by name
 
 
 def load(repo: Path, environ: dict[str, str] | None = None) -> Loaded:
@@ -48,11 +52,10 @@ def load(repo: Path, environ: dict[str, str] | None = None) -> Loaded:
     agents = _load_agents(repo, problems)
     server_files = _server_files(repo)
     cluster = None
+    agents = sorted(agents, key=lambda a: a.name)
     if master is not None and secrets is not None:
-        cluster = Cluster(
-            repo, master, tuple(sorted(agents, key=lambda a: a.name)), secrets, server_files
-        )
-    return Loaded(cluster, tuple(problems), MappingProxyType(config))
+        cluster = Cluster(repo, master, tuple(agents), secrets, server_files)
+    return Loaded(cluster, tuple(problems), MappingProxyType(config), master, tuple(agents))
 
 
 def load_or_raise(repo: Path, environ: dict[str, str] | None = None) -> Cluster:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from scooby import envfile, load
 from scooby.errors import Diagnostic, error, warning
-from scooby.model import Agent, Cluster, Source
+from scooby.model import Agent, Master, Source
 
 # k3s agent flags Scooby sets itself from config and the agent file; a user's value would
 # fight Scooby's (a second --server, a node-ip outside the internal net, ...).
@@ -70,10 +70,9 @@ def check(loaded: load.Loaded, repo: Path) -> list[Diagnostic]:
     repo = repo.resolve()
     out = list(stray_agent_files(repo))
     out += secrets(repo)
-    cluster = loaded.cluster
-    if cluster is not None and loaded.config:
-        out += networks(cluster.master.source, loaded.config)
-        out += agents(cluster, loaded.config)
+    if loaded.master is not None and loaded.config:
+        out += networks(loaded.master.source, loaded.config)
+        out += agents(loaded.master, loaded.agents, loaded.config)
     return out
 
 
@@ -147,21 +146,20 @@ def networks(src: Source, v: Mapping[str, str]) -> list[Diagnostic]:
 # --- agents: addresses, duplicates, partitions, K3S arguments ------------------------------
 
 
-def agents(cluster: Cluster, v: Mapping[str, str]) -> list[Diagnostic]:
-    master = cluster.master
+def agents(master: Master, loaded: tuple[Agent, ...], v: Mapping[str, str]) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     net = IPv4Network(v["LC_INTERNAL_NET"])
-    for a in cluster.agents:
+    for a in loaded:
         out += _agent_address(a, net, master.internal.ip, master.source)
         out += _agent_name(a, master.hostname, master.source)
         out += _agent_mac(a)
         out += _agent_partitions(a)
         out += _agent_k3s_args(a)
-    out += _unique(cluster.agents, "AGENT_IP", lambda a: str(a.ip))
-    out += _unique(cluster.agents, "AGENT_ETHERNET", lambda a: a.mac)
-    out += _unique(cluster.agents, "AGENT_PXE_ID", lambda a: a.pxe_id)
+    out += _unique(loaded, "AGENT_IP", lambda a: str(a.ip))
+    out += _unique(loaded, "AGENT_ETHERNET", lambda a: a.mac)
+    out += _unique(loaded, "AGENT_PXE_ID", lambda a: a.pxe_id)
     # Two keys cloned with dd share PARTUUIDs: legal, but usually a copy-paste slip.
-    out += _unique(cluster.agents, "AGENT_RANCHER_PART_UUID", lambda a: a.rancher_partuuid, warning)
+    out += _unique(loaded, "AGENT_RANCHER_PART_UUID", lambda a: a.rancher_partuuid, warning)
     return out
 
 

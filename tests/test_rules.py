@@ -304,3 +304,20 @@ def test_every_problem_is_reported_in_one_run(tmp_path):
         "agents/willow.agent:2",
         "config:1",
     ]
+
+
+def test_a_broken_dot_env_does_not_hide_the_other_problems(tmp_path):
+    found = problems(
+        tmp_path,
+        {
+            ".env": "LC_DEFAULT_USER=Spike\n",
+            "agents/willow.agent": WILLOW,
+            "agents/xander.agent": agent(AGENT_IP="192.168.64.70"),
+        },
+    )
+    assert [f.split(": ")[0] for f in found] == [
+        ".env:1",  # LC_DEFAULT_USER is not a lower-case user name
+        "agents/xander.agent:1",  # the same MAC as willow
+        "agents/xander.agent:3",  # the same PARTUUID (a warning)
+        "agents/xander.agent:4",  # the same PXE id
+    ]
