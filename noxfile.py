@@ -54,6 +54,14 @@ def validate(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def render(session: nox.Session) -> None:
+    """Render the master's and agents' files into build/render, checked by the daemons'
+    own checkers (dnsmasq, lighttpd, iptables, cloud-init, systemd, sshd): `scooby render`."""
+    _install(session)
+    session.run("scooby", "render", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def release(session: nox.Session) -> None:
     """Compress, checksum and publish images/scooby.img: `scooby release` (options after `--`)."""
     _install(session)
