@@ -653,3 +653,144 @@ def test_agent_airgap_images_copied_to_local_disk_once(out):
     assert lines[0] == "NONE 0"  # no images in the shared layer: nothing to do
     assert sum(line.startswith("scooby-airgap-images: copied") for line in lines) == 2
     assert lines[-2:] == ["NOW images-v1", "images-v2"]  # a changed file is copied again
+
+
+# --- K3S_MODE=first-boot: the install script against a stand-in for GitHub ----------------
+
+FAKE_K3S = b"#!/bin/sh\necho fake k3s\n"
+FAKE_AIRGAP = b"fake air-gap images\n"
+# A TLS server for github.com, started inside the test's own network namespace (only its
+# loopback exists there), serving www/ as GitHub's release downloads would.
+SERVER = """\
+import http.server, ssl, sys
+www, cert, key = sys.argv[1:]
+handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=www)
+httpd = http.server.HTTPServer(("127.0.0.1", 443), handler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+print("ready", flush=True)
+httpd.serve_forever()
+"""
+# In a new mount and network namespace: a private /etc (github.com is 127.0.0.1), empty
+# /var/lib, /var/tmp and /usr/local/bin, the rendered /usr/local/sbin, no console to write
+# to, and the test double (logging stubs) for mount, umount, mountpoint, exportfs and wall.
+INSTALL = """\
+set -e
+ip link set lo up
+mount -t tmpfs t "$W/etc" && cp -a /etc/. "$W/etc" && mount --bind "$W/etc" /etc
+echo "127.0.0.1 github.com" >/etc/hosts
+mkdir -p /etc/scooby && echo "K3S_MODE=$MODE" >/etc/scooby/release
+for d in /var/lib /var/tmp /usr/local/bin; do mount -t tmpfs t "$d"; done
+mount --bind "$SBIN" /usr/local/sbin
+: >"$W/active" && mount --bind "$W/active" /sys/class/tty/console/active
+python3 "$W/server.py" "$W/www" "$W/cert.pem" "$W/key.pem" >"$W/server.out" 2>&1 &
+server=$!
+for i in $(seq 50); do grep -q ready "$W/server.out" && break; sleep 0.1; done
+set +e
+CURL_CA_BUNDLE="$W/cert.pem" PATH="$W/stubs:$PATH" /usr/local/sbin/scooby-k3s-install
+code=$?
+kill $server
+for f in /usr/local/bin/k3s /var/lib/scooby/shared/usr/local/bin/k3s \
+    /var/lib/rancher/k3s/agent/images/k3s-airgap-images-arm64.tar.zst \
+    /var/lib/scooby/shared/usr/local/share/scooby/k3s-airgap-images-arm64.tar.zst; do
+    [ -f "$f" ] && echo "FILE $f $(stat -c %a "$f") $(sha256sum <"$f" | cut -d' ' -f1)"
+done
+exit $code
+"""
+
+
+def _first_boot_install(tmp: Path, mode: str, sha: str, served: bytes = FAKE_K3S):
+    import hashlib
+
+    sums = {"k3s": sha, "airgap": hashlib.sha256(FAKE_AIRGAP).hexdigest()}
+    config = (
+        f"LC_K3S_VERSION=v1.31.4+k3s1\nLC_K3S_SHA256={sums['k3s']}\n"
+        f"LC_K3S_AIRGAP_SHA256={sums['airgap']}\n"
+    )
+    repo = write_repo(tmp / "repo", {"config": config, "agents/willow.agent": XANDER})
+    rendered = render(load_or_raise(repo, environ={}), tmp / "out").out
+    w = tmp / "w"
+    release = w / "www/k3s-io/k3s/releases/download/v1.31.4+k3s1"
+    release.mkdir(parents=True)
+    (release / "k3s-arm64").write_bytes(served)
+    (release / "k3s-airgap-images-arm64.tar.zst").write_bytes(FAKE_AIRGAP)
+    (w / "etc").mkdir()
+    (w / "server.py").write_text(SERVER)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "2", "-subj", "/CN=github.com",
+         "-addext", "subjectAltName=DNS:github.com",
+         "-keyout", str(w / "key.pem"), "-out", str(w / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    stubs = w / "stubs"
+    stubs.mkdir()
+    for name in ("mount", "umount", "mountpoint", "exportfs", "wall"):
+        (stubs / name).write_text(f'#!/bin/sh\necho "{name} $*" >>{w}/calls.log\n')
+        (stubs / name).chmod(0o755)
+    run = subprocess.run(
+        ["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c", INSTALL],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "W": str(w),
+            "MODE": mode,
+            "SBIN": str(rendered / "master/usr/local/sbin"),
+        },
+    )
+    log = w / "calls.log"
+    return run, log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for mount and network namespaces")
+def test_first_boot_install_downloads_verifies_and_installs(tmp_path):
+    import hashlib
+
+    sha = hashlib.sha256(FAKE_K3S).hexdigest()
+    run, calls = _first_boot_install(tmp_path, "first-boot", sha)
+    assert run.returncode == 0, run.stdout + run.stderr
+    files = {
+        line.split()[1]: line.split()[2:]
+        for line in run.stdout.splitlines()
+        if line.startswith("FILE ")
+    }
+    airgap = hashlib.sha256(FAKE_AIRGAP).hexdigest()
+    assert files == {
+        layout.K3S_BINARY: ["755", sha],
+        layout.AGENT_SHARED + layout.K3S_BINARY: ["755", sha],
+        f"{layout.K3S_AIRGAP_DIR}/k3s-airgap-images-arm64.tar.zst": ["644", airgap],
+        layout.AGENT_SHARED + layout.K3S_AIRGAP_SHARED: ["644", airgap],
+    }
+    # Loud: on the console (here: the journal's stdout) and to everyone logged in.
+    assert "SCOOBY WARNING: this image has no K3S (K3S_MODE=first-boot)" in run.stdout
+    assert "wall " in calls
+    # The agents' roots are mounted again so they see the new shared layer.
+    assert f"mount {layout.AGENT_MOUNTS}/willow" in calls
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for mount and network namespaces")
+def test_first_boot_install_refuses_a_download_that_does_not_match(tmp_path):
+    import hashlib
+
+    sha = hashlib.sha256(FAKE_K3S).hexdigest()
+    run, _ = _first_boot_install(tmp_path, "first-boot", sha, served=b"#!/bin/sh\nevil\n")
+    assert run.returncode == 1
+    assert "does not match its pinned sha256" in run.stdout
+    assert "FILE " not in run.stdout  # nothing installed
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for mount and network namespaces")
+def test_first_boot_install_needs_a_pinned_sha256(tmp_path):
+    run, _ = _first_boot_install(tmp_path, "first-boot", "")
+    assert run.returncode == 1
+    assert "config has no LC_K3S_SHA256" in run.stdout and "FILE " not in run.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for mount and network namespaces")
+@pytest.mark.parametrize("mode", ["embedded", "none"])
+def test_first_boot_install_does_nothing_in_other_modes(tmp_path, mode):
+    run, calls = _first_boot_install(tmp_path, mode, "0" * 64)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "" and calls == []
