@@ -21,6 +21,7 @@ COMMANDS = {
     "validate": "scooby.validate",
     "render": "scooby.render",
     "build": "scooby.build",
+    "test-qemu": "scooby.testqemu",
     "release": "scooby.release",
 }
 
