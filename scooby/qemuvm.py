@@ -255,16 +255,23 @@ class VM:
     def tail(self, lines: int = 25) -> str:
         return "\n".join(self.text().replace("\r", "").splitlines()[-lines:])
 
-    def wait_for(self, needle: str, deadline: float, since: int = 0) -> float:
-        """Seconds from QEMU's start until `needle` is on the console (after offset `since`)."""
+    def banner_lines(self, banner: str, since: int = 0) -> list[str]:
+        """Console lines that start with `banner`. A line, not a substring: systemd's own
+        "Starting ..." lines quote the banner units' descriptions before the banner is said."""
+        text = self.text()[since:].replace("\r", "\n")
+        return [ln.strip() for ln in text.splitlines() if ln.strip().startswith(banner)]
+
+    def wait_for(self, banner: str, deadline: float, since: int = 0) -> float:
+        """Seconds from QEMU's start until a console line (after offset `since`) starts with
+        `banner`."""
         while True:
-            if needle in self.text()[since:]:
+            if self.banner_lines(banner, since):
                 return time.monotonic() - self.started
             if not self.running():
                 code = self.proc.returncode if self.proc else None
-                raise VMExited(f"{self.name}: QEMU exited ({code}) before {needle!r}")
+                raise VMExited(f"{self.name}: QEMU exited ({code}) before {banner!r}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name}: no {needle!r} on its console")
+                raise TimeoutError(f"{self.name}: no {banner!r} on its console")
             time.sleep(1)
 
     def stop(self) -> None:

@@ -265,6 +265,7 @@ class Session:
         self.work = Path()
         self.k3s_mode = ""
         self.token = secrets.token_hex(8)
+        self.interrupted = False
         self.timings: dict[str, float] = {}
         internal = cluster.master.internal
         taken = {internal.ip, *(a.ip for a in cluster.agents)}
@@ -286,7 +287,8 @@ class Session:
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True)
         self.work = Path(tempfile.mkdtemp(prefix="scooby-test-qemu."))
-        old = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
+        old = {signal.SIGINT: signal.getsignal(signal.SIGINT)}
+        old |= {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
         p = self.phases.run
         try:
             p("prepare", 300, self.prepare)
@@ -296,7 +298,7 @@ class Session:
             p("master-exports", 120, self.master_exports, ("master-ssh",))
             p("master-nat", 120, self.master_nat, ("master-ssh",))
             p("external-isolation", 180, self.external_isolation, ("master-ssh",))
-            p("agent-bootrom", 600, self.agent_bootrom, ("master-services",))
+            p("agent-bootrom", 240, self.agent_bootrom, ("master-services",))
             p("agent-banner", 1200, self.agent_banner, ("agent-bootrom",))
             p("agent-root", 300, self.agent_root, ("agent-banner",))
             p("agent-write", 120, self.agent_write, ("agent-root",))
@@ -305,13 +307,19 @@ class Session:
             p("k3s-nodes", 900, self.k3s_nodes, ("agent-banner", "master-services"))
             p("k3s-manifest", 600, self.k3s_manifest, ("k3s-nodes",))
         except (KeyboardInterrupt, Interrupted) as exc:
-            name = type(exc).__name__ if isinstance(exc, KeyboardInterrupt) else str(exc)
-            self.phases.phases.append(Phase("interrupted", 0, FAILED, 0, name))
+            name = "SIGINT" if isinstance(exc, KeyboardInterrupt) else str(exc)
+            self.interrupted = True
+            running = self.phases.phases[-1] if self.phases.phases else None
+            if running is not None and running.status == NOT_RUN and not running.detail:
+                running.status, running.detail = FAILED, f"interrupted ({name})"
             raise KeyboardInterrupt from None
         finally:
             try:
                 self.evidence()
             finally:
+                # Nothing interrupts the cleanup itself: no VM or namespace is left behind.
+                for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                    signal.signal(s, signal.SIG_IGN)
                 for vm in self.vms:
                     vm.stop()
                 self.net.delete()
@@ -337,7 +345,8 @@ class Session:
 
     def _save_journal(self, name: str, command) -> None:
         try:
-            done = command("sudo journalctl -b --no-pager -o short-monotonic", timeout=180)
+            timeout = 30 if self.interrupted else 180
+            done = command("sudo journalctl -b --no-pager -o short-monotonic", timeout=timeout)
             (self.out / name).write_text(done.stdout + done.stderr)
         except Exception as exc:  # noqa: BLE001 - evidence is best effort; the phases say why
             (self.out / name).write_text(f"could not read the journal: {_one_line(exc)}\n")
@@ -445,7 +454,7 @@ class Session:
         banner = f"{self.cluster.master.hostname.upper()} WILL PATROL TONIGHT"
         seconds = self._console_wait(self.master, banner, deadline)
         self.timings["qemu_start_to_master_banner"] = seconds
-        line = next(ln for ln in self.master.text().splitlines() if banner in ln).strip()
+        line = self.master.banner_lines(banner)[0]
         return f"{line!r} {seconds:.0f} s after QEMU started"
 
     def _console_wait(self, vm, needle: str, deadline: float, since: int = 0) -> float:
@@ -595,7 +604,7 @@ class Session:
         banner = f"{self.agent.name.upper()} IS ONLINE"
         seconds = self._console_wait(self.agent_vm, banner, deadline)
         self.timings[key] = seconds
-        line = next(ln for ln in self.agent_vm.text().splitlines() if banner in ln).strip()
+        line = self.agent_vm.banner_lines(banner)[0]
         return f"{line!r} {seconds:.0f} s after QEMU started"
 
     def agent_banner(self, deadline: float) -> str:

@@ -1,0 +1,73 @@
+"""QEMU boot test benchmark on this machine: run on demand (as root), prints every figure.
+
+    python benchmarks/bench_qemu.py [--runs N]
+
+Builds (or reuses, through .cache/) the default image of the QEMU test's repository
+(build/test-qemu-repo/repo: one agent, `--k3s=none`, a generated SSH key), then runs
+`scooby test-qemu` on it N times and prints, per run and as the median:
+
+- QEMU start -> master banner (`BUFFY WILL PATROL TONIGHT`) under TCG
+- QEMU start -> agent banner (`WILLOW IS ONLINE`), first boot and after `scooby-agent reset`
+- each phase's time, and the whole test's wall time (target: <= 20 min here)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+BUDGET = 20 * 60  # the whole test on this 2-core machine
+
+
+def main() -> int:
+    from test_qemu import build_repo  # the same repository as the pytest test
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1)
+    args = parser.parse_args()
+
+    start = time.monotonic()
+    built = build_repo()
+    print(f"image: {built.image} ({built.image.stat().st_size / 2**30:.2f} GiB), "
+          f"build {time.monotonic() - start:.0f} s (cached stages reused)")  # fmt: skip
+
+    walls, reports = [], []
+    for n in range(args.runs):
+        out = ROOT / "build" / "bench-qemu" / f"run{n + 1}"
+        start = time.monotonic()
+        done = subprocess.run(
+            ["scooby", "test-qemu", "--repo", str(built.repo), "--image", str(built.image)]
+            + ["--identity", str(built.key), "--out", str(out)],
+            capture_output=True,
+            text=True,
+        )
+        wall = time.monotonic() - start
+        report = json.loads((out / "phases.json").read_text())
+        walls.append(wall)
+        reports.append(report)
+        print(f"\nrun {n + 1}: exit {done.returncode}, wall {wall:.0f} s")
+        for phase in report["phases"]:
+            print(f"  {phase['name']:<20} {phase['status']:<8} {phase['seconds']:7.1f} s")
+        for key, seconds in report["timings"].items():
+            print(f"  {key:<40} {seconds:7.1f} s")
+
+    print("\nmedian over", args.runs, "run(s):")
+    for key in reports[0]["timings"]:
+        values = [r["timings"][key] for r in reports if key in r["timings"]]
+        print(f"  {key:<40} {statistics.median(values):7.1f} s")
+    median = statistics.median(walls)
+    verdict = "within" if median <= BUDGET else "OVER"
+    print(f"  whole test (wall)                        {median:7.1f} s ({verdict} {BUDGET} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

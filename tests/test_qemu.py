@@ -1,0 +1,191 @@
+"""`scooby test-qemu` on a freshly built default image, and on a deliberately broken copy.
+
+One session fixture builds the default image (`scooby build --k3s=none`) for a test
+repository with one agent under build/test-qemu-repo/, its LC_SSH_AUTH_KEY a key pair made
+here with ssh-keygen; the repository's .cache is the checkout's, so the base stages are built
+once and reruns only render, assemble and pack. Each test boots the master and network-boots
+the agent under TCG (minutes each): the real dnsmasq, TFTP, NFS, OverlayFS, lighttpd seed
+and cloud-init, nothing stood in for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from scooby import layout, qemuvm
+
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the build and the test's network need root"),
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+AGENT = (
+    "AGENT_ETHERNET=b8:27:eb:81:1a:52\nAGENT_IP=192.168.64.65\n"
+    "AGENT_RANCHER_PART_UUID=d5f9e6c2-493c-48da-baf2-0c63dd7a36b1\n"
+    "AGENT_PXE_ID=c6811a52\nAGENT_K3S_ARGS=\n"
+)
+NO_K3S = ("k3s-nodes", "k3s-manifest")
+ALL_PHASES = (
+    "prepare",
+    "master-banner",
+    "master-ssh",
+    "master-services",
+    "master-exports",
+    "master-nat",
+    "external-isolation",
+    "agent-bootrom",
+    "agent-banner",
+    "agent-root",
+    "agent-write",
+    "agent-reset",
+    "agent-reboot",
+    *NO_K3S,
+)
+
+
+@dataclass
+class Built:
+    repo: Path
+    image: Path
+    key: Path
+
+
+def make_repo(repo: Path, key: Path) -> Path:
+    if repo.exists():
+        shutil.rmtree(repo)
+    (repo / "agents").mkdir(parents=True)
+    (repo / "config").write_text("")  # every default: hostname buffy, 192.168.64.0/24 inside
+    (repo / "agents" / "willow.agent").write_text(AGENT)
+    public = key.with_suffix(".pub").read_text().strip()
+    (repo / ".env").write_text(f'LC_DEFAULT_USER=spike\nLC_SSH_AUTH_KEY="{public}"\n')
+    (ROOT / ".cache").mkdir(exist_ok=True)
+    (repo / ".cache").symlink_to(ROOT / ".cache")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    return repo
+
+
+def build_repo() -> Built:
+    """The test repository and its freshly built default image (cached base stages)."""
+    top = ROOT / "build" / "test-qemu-repo"
+    key = top / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test-qemu", "-f", str(key)],
+            check=True,
+        )
+    repo = make_repo(top / "repo", key)
+    done = subprocess.run(
+        ["scooby", "build", "--repo", str(repo), "--k3s=none"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return Built(repo, repo / "images" / "scooby.img", key)
+
+
+@pytest.fixture(scope="session")
+def built() -> Built:
+    return build_repo()
+
+
+def run_test_qemu(built: Built, image: Path, out: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run `scooby test-qemu`; its result and OUT/phases.json."""
+    done = subprocess.run(
+        ["scooby", "test-qemu", "--repo", str(built.repo), "--image", str(image)]
+        + ["--identity", str(built.key), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    return done, json.loads((out / "phases.json").read_text())
+
+
+def statuses(report: dict) -> dict[str, tuple[str, str]]:
+    return {p["name"]: (p["status"], p["detail"]) for p in report["phases"]}
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def assert_cleaned_up(out: Path) -> None:
+    """No QEMU process and no namespace of the run is left."""
+    argvs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert not [a for a in argvs.splitlines() if a.startswith(qemuvm.QEMU) and str(out) in a]
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "scbq" not in listed, listed
+
+
+def test_the_default_image_boots_and_netboots_an_agent(built: Built) -> None:
+    before = sha256(built.image)
+    out = built.repo / "build" / "test-qemu"
+    done, report = run_test_qemu(built, built.image, out)
+    got = statuses(report)
+    assert done.returncode == 0, done.stderr[-6000:]
+    assert tuple(got) == ALL_PHASES
+    for name in ALL_PHASES:
+        if name in NO_K3S:  # this image has no K3S: reported as skipped, never as passed
+            assert got[name] == ("SKIPPED", "image built without K3S (K3S_MODE=none)")
+        else:
+            assert got[name][0] == "passed", (name, got[name])
+    assert "BUFFY WILL PATROL TONIGHT (without K3S)" in (out / "master.console.log").read_text()
+    assert "WILLOW IS ONLINE (without K3S)" in (out / "willow.console.log").read_text()
+    assert "WILLOW IS ONLINE" in (out / "willow.console-2.log").read_text()  # after the reset
+    assert "dnsmasq" in (out / "master-journal.txt").read_text()
+    # The phase table ends the output and is kept with the evidence.
+    assert "scooby test-qemu" in done.stderr and "SKIPPED" in done.stderr
+    assert "agent-reboot" in (out / "phases.txt").read_text()
+    timings = report["timings"]
+    assert timings["qemu_start_to_master_banner"] > 0
+    assert timings["qemu_start_to_agent_banner"] > 0
+    assert sha256(built.image) == before  # booted through a copy-on-write overlay only
+    assert_cleaned_up(out)
+
+
+def broken_copy(image: Path, dest: Path, path: str) -> Path:
+    """A copy of `image` with `path` removed from its root file system (debugfs, no mount)."""
+    subprocess.run(["cp", "--sparse=always", str(image), str(dest)], check=True)
+    start = qemuvm.partitions(dest)[layout.ROOT_PARTITION - 1]["start"] * 512
+    subprocess.run(
+        ["debugfs", "-w", "-R", f"rm {path}", f"{dest}?offset={start}"],
+        check=True,
+        capture_output=True,
+    )
+    check = subprocess.run(
+        ["debugfs", "-R", f"stat {path}", f"{dest}?offset={start}"], capture_output=True, text=True
+    )
+    assert "File not found" in check.stderr, "debugfs did not remove " + path
+    return dest
+
+
+def test_without_its_dnsmasq_config_the_agent_gets_no_dhcp(built: Built, tmp_path: Path) -> None:
+    """The master boots and serves SSH, but nothing answers the boot ROM: agent-bootrom fails,
+    what needs it is not run, and the evidence (consoles, journal, table) is kept."""
+    image = broken_copy(built.image, tmp_path / "broken.img", "/etc/dnsmasq.d/scooby.conf")
+    out = tmp_path / "evidence"
+    done, report = run_test_qemu(built, image, out)
+    got = statuses(report)
+    assert done.returncode == 1, done.stderr[-4000:]
+    assert got["master-banner"][0] == "passed"
+    assert got["agent-bootrom"][0] == "FAILED"
+    assert "no DHCP lease for b8:27:eb:81:1a:52" in got["agent-bootrom"][1]
+    for name in ("agent-banner", "agent-root", "agent-write", "agent-reset", "agent-reboot"):
+        assert got[name][0] == "not run", (name, got[name])
+    assert "BUFFY WILL PATROL TONIGHT" in (out / "master.console.log").read_text()
+    journal = (out / "master-journal.txt").read_text()
+    assert "dnsmasq" in journal and "DHCPOFFER" not in journal
+    assert "FAILED" in (out / "phases.txt").read_text()
+    assert f"evidence: {out}/" in done.stderr
+    assert_cleaned_up(out)
