@@ -62,6 +62,15 @@ def render(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def test_qemu(session: nox.Session) -> None:
+    """Boot the default image in QEMU and network-boot an agent from it (as root; builds the
+    image first, `--k3s=none`): `pytest -m qemu tests/test_qemu.py` (pytest arguments after
+    `--`). For your own image: `scooby test-qemu`."""
+    _install(session, "test")
+    session.run("pytest", "-m", "qemu", "tests/test_qemu.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def release(session: nox.Session) -> None:
     """Compress, checksum and publish images/scooby.img: `scooby release` (options after `--`)."""
     _install(session)
