@@ -438,6 +438,8 @@ def make(
     raw = Artifact(image, size, raw_sha, "raw", github=False, s3=False)
     bmap(image, bmap_path)
 
+    for stale in dist.glob(f"{packed_path.name}.part*"):  # from an earlier, larger build
+        stale.unlink()
     split_parts = packed_path.stat().st_size > part_size
     packed = artifact(packed_path, "image", github=not split_parts)
     files = [packed, artifact(bmap_path, "bmap")]

@@ -193,6 +193,10 @@ def test_large_image_is_split_into_parts(tagged: Path) -> None:
     assert all(f"{sha256(p)}  {p.name}\n" in sums for p in parts + [packed])
     data = json.loads((dist / "release.json").read_text())
     assert data["reassemble"] == f"cat {packed.name}.part* > {packed.name}"
+    # Released again without the need to split: no stale parts are left to upload by mistake.
+    again = release.make(tagged, tagged / "images/scooby.img", dist, validated(tagged))
+    assert not again.split and not list(dist.glob("*.part*"))
+    assert "reassemble" not in json.loads((dist / "release.json").read_text())
 
 
 def test_secrets_never_reach_release_files_or_output(tagged: Path, capsys, monkeypatch) -> None:
