@@ -7,6 +7,9 @@
     cloud-init schema --config-file     every file under OUT that starts with #cloud-config
     systemd-analyze verify              every unit and drop-in under OUT/*/…/systemd/system
     sshd -t -f                          OUT/*/etc/ssh/sshd_config and sshd_config.d/*.conf
+    exportfs -r                         OUT/*/etc/exports and exports.d/*.exports (exportfs has
+                                        no test mode: it runs in a private mount namespace with
+                                        the rendered files bound over /etc/exports, as root)
 
 Every problem becomes one `OUT-relative-path:LINE: error: MESSAGE` diagnostic. Files with the
 same content (250 agents' identical units) are checked once and reported for each path.
@@ -20,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -41,6 +45,8 @@ PACKAGES = {
     "systemd-analyze": "systemd",
     "sshd": "openssh-server",
     "ssh-keygen": "openssh-client",
+    "exportfs": "nfs-kernel-server",
+    "unshare": "util-linux",
 }
 CLOUD_CONFIG = b"#cloud-config"
 
@@ -407,6 +413,79 @@ def _sshd(out: Path, tmp: Path) -> list[Diagnostic]:
     return found
 
 
+SETUP_FAILED = 3
+EXPORTFS_LINE = re.compile(r"^exportfs: /etc/exports:(\d+): (.*)$")
+
+
+def _exportfs(out: Path, tmp: Path) -> list[Diagnostic]:
+    found = []
+    for tree in trees(out):
+        files = [p for p in [tree / "etc/exports"] if p.is_file()]
+        files += sorted((tree / "etc/exports.d").glob("*.exports"))
+        if not files:
+            continue
+        for tool in ("exportfs", "unshare"):
+            if missing := _missing(tool, "NFS exports"):
+                return missing
+        if os.geteuid() != 0:
+            return [
+                error(
+                    files[0].relative_to(out).as_posix(),
+                    None,
+                    "exportfs: checking NFS exports needs root (a private mount namespace); "
+                    "run as root or render with --no-check",
+                )
+            ]
+        # exportfs reads /etc/exports and /etc/exports.d only: give it every rendered file as
+        # one /etc/exports, and map its line numbers back.
+        tmp.mkdir(parents=True, exist_ok=True)
+        joined, origin = [], []
+        for f in files:
+            for n, line in enumerate(f.read_text().splitlines(), 1):
+                # exportfs does not count the lines its comments end: drop comments.
+                joined.append(line.split("#", 1)[0])
+                origin.append((f, n))
+        (tmp / "exports").write_text("\n".join(joined) + "\n")
+        proc = _run(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                sys.executable,
+                "-m",
+                "scooby.checks",
+                "exportfs",
+                str(tmp),
+            ]
+        )
+        if proc.returncode != 0:
+            found += _each(out, files[:1], None, _last_lines(_output(proc)), "exportfs")
+        for text in _output(proc).splitlines():
+            m = EXPORTFS_LINE.match(text)
+            if m and "Failed to stat" not in m.group(2):  # the paths exist on the master only
+                f, n = origin[int(m.group(1)) - 1]
+                found += _each(out, [f], n, m.group(2), "exportfs")
+    return found
+
+
+def _exportfs_inside(tmp: Path) -> int:
+    """In a private mount namespace: the rendered exports over the host's, then exportfs -r."""
+    empty = tmp / "empty"
+    (tmp / "nfs").mkdir()
+    empty.mkdir()
+    binds = [(tmp / "exports", "/etc/exports"), (tmp / "nfs", "/var/lib/nfs")]
+    if Path("/etc/exports.d").is_dir():
+        binds.append((empty, "/etc/exports.d"))
+    for source, target in binds:
+        if not Path(target).exists():  # never create anything on the host
+            print(f"scooby: {target} does not exist on this host", file=sys.stderr)
+            return SETUP_FAILED
+        subprocess.run(["mount", "--bind", str(source), target], check=True)
+    subprocess.run(["exportfs", "-r"], check=False)  # fails on the master-only paths; see output
+    return 0
+
+
 def _last_lines(text: str, n: int = 3) -> str:
     """The useful end of a tool's output, on one line."""
     lines = [re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d: ", "", s) for s in text.splitlines()]
@@ -420,4 +499,11 @@ CHECKERS: tuple[Callable[[Path, Path], list[Diagnostic]], ...] = (
     _cloud_config,
     _systemd,
     _sshd,
+    _exportfs,
 )
+
+
+if __name__ == "__main__":  # `python -m scooby.checks exportfs TMP`, run by _exportfs
+    if sys.argv[1:2] == ["exportfs"]:
+        sys.exit(_exportfs_inside(Path(sys.argv[2])))
+    sys.exit(2)

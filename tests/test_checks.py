@@ -70,6 +70,7 @@ def test_checks_find_files_that_would_be_checked(example_out: Path) -> None:
     assert [p for p in example_out.rglob("*") if p.is_file() and checks._is_cloud_config(p)]
     assert checks._unit_files(master)
     assert list((master / "etc/ssh/sshd_config.d").glob("*.conf"))
+    assert list((master / "etc/exports.d").glob("*.exports"))
 
 
 # (file, text appended or (old, new) replaced, the tool named, the line reported or None)
@@ -98,6 +99,12 @@ BREAKAGES = {
         "master/etc/systemd/system/scooby-firstboot.service",
         "FooBar=1\n",
         "systemd-analyze verify",
+        -1,
+    ),
+    "exportfs": (
+        "master/etc/exports.d/scooby.exports",
+        "/mnt/x 192.168.64.9(rw,no_subtree_check,bogus_opt)\n",
+        "exportfs",
         -1,
     ),
     "sshd": (
