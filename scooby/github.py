@@ -157,8 +157,8 @@ class Client:
             raise ScoobyError(Diagnostic("", None, f"GitHub: {method} {url}: {_why(status, text)}"))
         return status, json.loads(text) if text.strip() else None
 
-    def release(self) -> dict:
-        """The release for the tag, created when it does not exist yet."""
+    def release(self, body: str = "") -> dict:
+        """The release for the tag, created (with BODY as its text) when it does not exist."""
         t = self.target
         status, found = self.call(
             "GET", f"/repos/{t.slug}/releases/tags/{quote(t.tag)}", ok=(200, 404)
@@ -168,7 +168,13 @@ class Client:
         _, created = self.call(
             "POST",
             f"/repos/{t.slug}/releases",
-            {"tag_name": t.tag, "name": f"Scooby {t.tag}", "draft": False, "prerelease": False},
+            {
+                "tag_name": t.tag,
+                "name": f"Scooby {t.tag}",
+                "body": body,
+                "draft": False,
+                "prerelease": False,
+            },
         )
         return created
 

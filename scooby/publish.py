@@ -127,7 +127,7 @@ def publish(made, found: Targets, dry_run: bool = False, bars=None) -> dict[str,
     with progress() if bars is None else _same(bars) as bars:
         if to_github:
             client = github.Client(found.github)
-            release = client.release()
+            release = client.release(notes(made, found))
             existing = client.assets(release)
             for a in to_github:
                 task = bars.add_task(f"GitHub {a.name}", total=a.size)
@@ -159,6 +159,23 @@ def publish(made, found: Targets, dry_run: bool = False, bars=None) -> dict[str,
                 )
                 results[a.name].append(f"{found.s3.uri(key)} ({outcome})")
     return results
+
+
+def notes(made, found: Targets) -> str:
+    """The GitHub release's text, from release.json: what it is and how to flash it."""
+    import json
+
+    from scooby import TEMPLATES_DIR
+    from scooby.render import environment
+
+    manifest = next(a for a in made.artifacts if a.kind == "manifest")
+    image = next(a for a in made.artifacts if a.kind == "image")
+    imager = found.github.download_url("rpi-imager.json") if found.github else "rpi-imager.json"
+    return (
+        environment(TEMPLATES_DIR / "release")
+        .get_template("notes.md.j2")
+        .render(r=json.loads(manifest.path.read_text()), image=image.name, imager_url=imager)
+    )
 
 
 @contextmanager

@@ -159,6 +159,7 @@ class GitHubApiDouble:
             "tag_name": data["tag_name"],
             "name": data.get("name"),
             "draft": data.get("draft", False),
+            "body": data.get("body", ""),
             "upload_url": f"{self.url}/uploads/repos/{SLUG}/releases/{rid}/assets{{?name,label}}",
         }
         self.releases[data["tag_name"]] = release
@@ -221,18 +222,31 @@ def target(api: GitHubApiDouble) -> github.Target:
     return found
 
 
+MANIFEST = {
+    "version": "v1.2.3",
+    "commit": "0123456789abcdef0123456789abcdef01234567",
+    "base": "debian",
+    "k3s": "without K3S",
+    "config_digest": "ab" * 32,
+    "master": {"hostname": "buffy"},
+    "agents": [{"name": "willow"}],
+    "image": {"name": "scooby.img", "size": 123, "sha256": "cd" * 32},
+}
+
+
 def made_release(dist: Path, big: int = 300_000) -> Release:
     dist.mkdir(exist_ok=True)
     files = {
-        "scooby-v1.2.3.img.zst": bytes(range(256)) * (big // 256),
-        "scooby-v1.2.3.img.bmap": b"<bmap/>",
-        "release.json": b"{}\n",
-        "SHA256SUMS": b"x  y\n",
+        "scooby-v1.2.3.img.zst": (bytes(range(256)) * (big // 256), "image"),
+        "scooby-v1.2.3.img.bmap": (b"<bmap/>", "bmap"),
+        "release.json": (json.dumps(MANIFEST).encode(), "manifest"),
+        "SHA256SUMS": (b"x  y\n", "sums"),
     }
     artifacts = []
-    for name, data in files.items():
+    for name, (data, kind) in files.items():
         (dist / name).write_bytes(data)
-        artifacts.append(Artifact(dist / name, len(data), hashlib.sha256(data).hexdigest(), "x"))
+        sha = hashlib.sha256(data).hexdigest()
+        artifacts.append(Artifact(dist / name, len(data), sha, kind))
     return Release("v1.2.3", "v1.2.3", artifacts)
 
 
@@ -248,6 +262,12 @@ def test_creates_the_release_and_uploads_every_asset(api, target, tmp_path: Path
     assert uploaded["release.json"]["content_type"] == "application/json"
     assert uploaded["SHA256SUMS"]["content_type"] == "text/plain"
     assert uploaded["scooby-v1.2.3.img.zst"]["content_type"] == "application/octet-stream"
+    # The release page says what this is and how to flash it.
+    body = api.releases["v1.2.3"]["body"]
+    assert "commit: `0123456789abcdef0123456789abcdef01234567`" in body
+    assert "sudo bmaptool copy scooby-v1.2.3.img.zst /dev/sdX" in body
+    assert f"rpi-imager --repo https://github.com/{SLUG}/releases/download/v1.2.3/" in body
+    assert "join them first" not in body
 
 
 def test_rerun_finds_the_release_and_replaces_nothing_identical(api, target, tmp_path) -> None:
@@ -264,18 +284,19 @@ def test_rerun_finds_the_release_and_replaces_nothing_identical(api, target, tmp
 def test_changed_asset_is_deleted_then_uploaded(api, target, tmp_path) -> None:
     made = made_release(tmp_path / "dist")
     publish.publish(made, publish.Targets(github=target))
-    old_id = next(a["id"] for a in api.assets.values() if a["name"] == "release.json")
+    old_id = next(a["id"] for a in api.assets.values() if a["name"] == "scooby-v1.2.3.img.bmap")
     changed = made_release(tmp_path / "dist")
-    path = tmp_path / "dist/release.json"
-    path.write_bytes(b'{"v": 2}\n')
-    changed.artifacts[2] = Artifact(path, 9, hashlib.sha256(path.read_bytes()).hexdigest(), "x")
+    path = tmp_path / "dist/scooby-v1.2.3.img.bmap"
+    path.write_bytes(b"<bmap v2/>")
+    data = path.read_bytes()
+    changed.artifacts[1] = Artifact(path, len(data), hashlib.sha256(data).hexdigest(), "bmap")
     api.requests.clear()
     results = publish.publish(changed, publish.Targets(github=target))
-    assert results["release.json"][0].endswith("(uploaded)")
+    assert results["scooby-v1.2.3.img.bmap"][0].endswith("(uploaded)")
     assert ("DELETE", f"/repos/{SLUG}/releases/assets/{old_id}") in api.requests
     assert sum(1 for m, p in api.requests if p.startswith("/uploads")) == 1
-    (new,) = [a for a in api.assets.values() if a["name"] == "release.json"]
-    assert new["body"] == b'{"v": 2}\n'
+    (new,) = [a for a in api.assets.values() if a["name"] == "scooby-v1.2.3.img.bmap"]
+    assert new["body"] == b"<bmap v2/>"
 
 
 def test_server_errors_are_retried(api, target, tmp_path, monkeypatch) -> None:

@@ -300,6 +300,9 @@ def test_upload_only_publishes_dist_to_github_and_s3(tagged, api, env, monkeypat
     listed = client.list_objects_v2(Bucket=target.bucket, Prefix="releases/v1.2.3/")
     assert sorted(o["Key"].rsplit("/", 1)[1] for o in listed["Contents"]) == names
     assert f"s3://{target.bucket}/releases/v1.2.3/SHA256SUMS (uploaded)" in out
+    body = api.releases["v1.2.3"]["body"]
+    assert f"commit: `{git(tagged, 'rev-parse', 'HEAD')}`" in body
+    assert "sudo bmaptool copy scooby-v1.2.3.img.zst /dev/sdX" in body
     assert GITHUB_TOKEN not in out
     # Once more: everything is already there.
     assert cli.main(["release", "--repo", str(tagged), "--upload-only"]) == 0
