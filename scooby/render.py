@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         from scooby import checks
 
         checks.check(result.out)
-        print(f"checked {out} with dnsmasq, lighttpd, iptables, cloud-init, systemd, sshd")
+        print(
+            f"checked {out} with dnsmasq, lighttpd, iptables, cloud-init, systemd, sshd, exportfs"
+        )
     return 0
 
 

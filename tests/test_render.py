@@ -176,6 +176,12 @@ def test_gateway_only_on_the_external_device(out: Path) -> None:
     assert "Address=192.168.64.1/24" in internal and "Name=eth1" in internal
 
 
+def test_resolv_conf_and_networkd_enabled(out: Path) -> None:
+    assert _lines(out, "master/etc/resolv.conf")[-2:] == ["nameserver 1.0.0.1", "search sunnydale"]
+    wants = _lines(out, "master/etc/systemd/system/multi-user.target.d/scooby-network.conf")
+    assert "Wants=systemd-networkd.service" in wants
+
+
 def test_hosts_names_every_node(out: Path) -> None:
     hosts = _lines(out, "master/etc/hosts")
     assert "192.168.64.1\tbuffy.sunnydale buffy" in hosts
