@@ -264,6 +264,8 @@ def test_iptables_keeps_the_cluster_services_off_the_external_side(out: Path) ->
     assert "-A FORWARD -i eth1 -o eth0 -s 192.168.64.0/24 -j ACCEPT" in rules
     assert "-A POSTROUTING -o eth0 -j MASQUERADE" in rules
     assert "net.ipv4.ip_forward = 1" in _lines(out, "master/etc/sysctl.d/60-scooby.conf")
+    rules6 = _lines(out, "master/etc/iptables/rules.v6")
+    assert ":INPUT DROP [0:0]" in rules6 and ":FORWARD DROP [0:0]" in rules6
 
 
 # -- server/ overrides and the command -------------------------------------------------------
