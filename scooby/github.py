@@ -52,7 +52,7 @@ class Target:
 
 
 def slug_from_git(repo: Path) -> str | None:
-    remote = version._git(repo, "remote", "get-url", "origin")
+    remote = version.git_output(repo, "remote", "get-url", "origin")
     match = _REMOTE.search(remote or "")
     return match.group("slug") if match else None
 

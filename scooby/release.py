@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -341,7 +342,7 @@ def sums(files: list[Artifact]) -> str:
 def release_date(repo: Path, commit: str) -> str:
     """The commit's date, so a rebuilt release says the same; today without git."""
     if commit:
-        when = version._git(repo, "show", "-s", "--format=%cs", commit)
+        when = version.git_output(repo, "show", "-s", "--format=%cs", commit)
         if when:
             return when
     return datetime.now(UTC).strftime("%Y-%m-%d")
@@ -354,11 +355,12 @@ def image_commit(repo: Path, image_version: str) -> str:
         rev = rev.rsplit("-g", 1)[1]
     elif not rev.startswith("v"):
         return ""
-    return version._git(repo, "rev-parse", "--verify", "-q", f"{rev}^{{commit}}") or ""
+    return version.git_output(repo, "rev-parse", "--verify", "-q", f"{rev}^{{commit}}") or ""
 
 
 def is_tag(image_version: str) -> bool:
-    return image_version.startswith("v") and "-g" not in image_version and "+" not in image_version
+    """`v1.2.3`, not `v1.2.3-4-gabc1234`, `v1.2.3-dirty` or `0.0.0+unknown`."""
+    return image_version.startswith("v") and not re.search(r"-g[0-9a-f]+|-dirty$|\+", image_version)
 
 
 # --- the command -------------------------------------------------------------------------

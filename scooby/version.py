@@ -27,7 +27,7 @@ ABBREV = 7
 _GIT_ENV_DROP = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_CEILING_DIRECTORIES")
 
 
-def _git(repo: Path, *args: str) -> str | None:
+def git_output(repo: Path, *args: str) -> str | None:
     """stdout of `git -C repo ARGS`, or None when git or the repository is missing."""
     env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_DROP}
     env["LC_ALL"] = "C"
@@ -52,24 +52,24 @@ def describe(repo: Path) -> str:
     repo = Path(repo).resolve()
     if not repo.is_dir():
         return UNKNOWN
-    described = _git(
+    described = git_output(
         repo, "describe", "--tags", f"--match={TAG_PATTERN}", f"--abbrev={ABBREV}", "--dirty"
     )
     if described:
         return described
     # No version tag: describe the commit alone and count from the first commit, so
     # untagged builds still sort by history and name their commit.
-    count = _git(repo, "rev-list", "--count", "HEAD")
-    short = _git(repo, "rev-parse", f"--short={ABBREV}", "HEAD")
+    count = git_output(repo, "rev-list", "--count", "HEAD")
+    short = git_output(repo, "rev-parse", f"--short={ABBREV}", "HEAD")
     if not count or not short:
         return UNKNOWN
-    dirty = _git(repo, "describe", "--always", "--dirty", f"--abbrev={ABBREV}") or ""
+    dirty = git_output(repo, "describe", "--always", "--dirty", f"--abbrev={ABBREV}") or ""
     return f"0.0.0-{count}-g{short}" + ("-dirty" if dirty.endswith("-dirty") else "")
 
 
 def commit(repo: Path) -> str:
     """The full commit hash of HEAD, or "" without git."""
-    return _git(Path(repo).resolve(), "rev-parse", "HEAD") or ""
+    return git_output(Path(repo).resolve(), "rev-parse", "HEAD") or ""
 
 
 def inputs(repo: Path) -> list[str]:
