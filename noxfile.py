@@ -62,6 +62,13 @@ def render(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Build images/scooby.img: `scooby build` (as root; options after `--`, e.g. `--k3s=none`)."""
+    _install(session)
+    session.run("scooby", "build", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def test_qemu(session: nox.Session) -> None:
     """Boot the default image in QEMU and network-boot an agent from it (as root; builds the
     image first, `--k3s=none`): `pytest -m qemu tests/test_qemu.py` (pytest arguments after

@@ -85,6 +85,8 @@ class Cache:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def clean(self) -> None:
-        """`--clean`: drop every cached stage and download."""
-        if self.root.exists():
-            shutil.rmtree(self.root)
+        """`--clean`: drop every cached stage and download (other tools' caches under .cache/,
+        e.g. nox's pre-commit, are left alone)."""
+        for path in (self.root / "stages", self.debs, self.downloads):
+            if path.exists():
+                shutil.rmtree(path)

@@ -57,5 +57,7 @@ def test_commit_replaces_older_outputs_and_discard_cleans(tmp_path: Path):
     c.staging("master-base", "x")
     c.discard_staging()
     assert not list((tmp_path / ".cache" / "stages").glob(".*"))
+    (tmp_path / ".cache" / "pre-commit").mkdir()
+    (c.debs).mkdir()
     c.clean()
-    assert not (tmp_path / ".cache").exists()
+    assert sorted(p.name for p in (tmp_path / ".cache").iterdir()) == ["pre-commit"]
