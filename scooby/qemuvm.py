@@ -269,7 +269,10 @@ class VM:
                 return time.monotonic() - self.started
             if not self.running():
                 code = self.proc.returncode if self.proc else None
-                raise VMExited(f"{self.name}: QEMU exited ({code}) before {banner!r}")
+                said = self.console.with_suffix(".qemu.log").read_text().strip().splitlines()
+                raise VMExited(
+                    f"{self.name}: QEMU exited ({code}) before {banner!r}: {said[-1][-300:]}"
+                )
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name}: no {banner!r} on its console")
             time.sleep(1)

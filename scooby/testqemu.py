@@ -272,6 +272,8 @@ class Session:
         self.test_address = qemuvm.free_host(internal.network, taken)
 
     def _echo(self, phase: Phase) -> None:
+        if phase.status == NOT_RUN:
+            return  # the table lists them
         mark = {PASSED: "[green]✓[/]", FAILED: "[bold red]✗[/]", SKIPPED: "[yellow]-[/]"}
         detail = f": {phase.detail}" if phase.detail else ""
         self.console.print(
@@ -429,11 +431,11 @@ class Session:
         self.net.create(self.test_address)
         master = self.cluster.master
         forwards = [("tcp", SSH_PORT, 22), ("tcp", API_PORT, layout.K3S_API_PORT)]
-        forwards += [(proto, 10000 + port, port) for proto, port in EXTERNAL_PROBES]
+        forwards += [(proto, probe_port(port), port) for proto, port in EXTERNAL_PROBES]
         external = q.user_netdev(
             master.external.network, master.gateway, master.external.ip, forwards
         )
-        internal = f"tap,ifname={self.net.tap('master')},script=no,downscript=no"
+        internal = f"tap,ifname={self.net.tap('tap-master')},script=no,downscript=no"
         self.net.tap("tap-agent")
         console = self.out / "master.console.log"
         argv = q.qemu_argv(
@@ -541,7 +543,7 @@ class Session:
         jobs = []
         for proto, port in EXTERNAL_PROBES:
             jobs.append(("internal", proto, port, internal_ip, port))
-            jobs.append(("external", proto, port, "127.0.0.1", 10000 + port))
+            jobs.append(("external", proto, port, "127.0.0.1", probe_port(port)))
         with ThreadPoolExecutor(len(jobs)) as pool:
             answers = list(pool.map(lambda j: probe(self.net.ns, *j[1:]), jobs))
         wrong = []
@@ -722,6 +724,11 @@ class Session:
 EXTERNAL_PROBES = (("tcp", 2049), ("tcp", 111), ("udp", 69), ("tcp", 53), ("tcp", layout.HTTP_PORT))
 PROBE_NAMES = {2049: "NFS", 111: "rpcbind", 69: "TFTP", 67: "DHCP", 53: "DNS",
                layout.HTTP_PORT: "cloud-init seeds"}  # fmt: skip
+
+
+def probe_port(port: int) -> int:
+    """The forward (on the test namespace's loopback) to the master's external `port`."""
+    return 20000 + [p for _proto, p in EXTERNAL_PROBES].index(port)
 
 
 def probe_payload(proto: str, port: int) -> bytes:
