@@ -1,9 +1,9 @@
 """`scooby build`: validate, render, then the image from named, cached stages.
 
     render       validate + render (always: it is the cluster's description)
+    k3s          the pinned K3S files (cached download) or first-boot / none
     agent-base   Debian arm64 root for the agents, its squashfs and boot files   (cached)
     master-base  the agent base + the master's packages                         (cached)
-    k3s          the pinned K3S files (cached download) or first-boot / none
     assemble     master root + boot trees (render output, agent base, TFTP, K3S, release)
     pack         MBR + FAT + ext4 into images/scooby.img, without loop devices or mounts
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -76,8 +77,16 @@ class Stages:
         start = time.monotonic()
         self.log.write(f"\n=== stage {name} ===\n")
         self.log.flush()
-        with self.console.status(f"[bold]{name}[/bold] ..."):
-            value, cached, note = fn()
+        try:
+            with self.console.status(f"[bold]{name}[/bold] ..."):
+                value, cached, note = fn()
+        except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
+            # A tool failed (network, disk, a package): one line, details in the log.
+            self.log.write(f"=== stage {name} failed: {exc}\n")
+            self.log.flush()
+            raise ScoobyError(
+                error("", None, f"{exc} (full output: {self.log.name})", f"build: {name}")
+            ) from None
         seconds = time.monotonic() - start
         self.report.stages.append(StageResult(name, seconds, cached, note))
         hit = " [green](cached)[/green]" if cached else ""
@@ -113,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     logfile = repo / "build" / "build.log"
     logfile.parent.mkdir(parents=True, exist_ok=True)
+    # A SIGTERM (CI cancelling the job) unwinds like Ctrl-C: temporary files are removed.
+    signal.signal(signal.SIGTERM, _interrupted)
     with open(logfile, "w") as log:
         report, image = build(repo, out, args.k3s, args.clean, console, log)
     console.print(summary(report, image))
@@ -120,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[bold yellow]warning:[/bold yellow] {w}")
     console.print(f"image: {image.image}   log: {logfile}")
     return 0
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
 
 
 def build(repo: Path, out: Path, k3s_mode: str, clean: bool, console, log):
@@ -148,6 +163,10 @@ def build(repo: Path, out: Path, k3s_mode: str, clean: bool, console, log):
         cache.clean()
     cache.root.mkdir(parents=True, exist_ok=True)
     base = cluster.master.base
+    # K3S first: `--k3s=embed` without the files fails before the slow stages.
+    plan = stages.run("k3s", lambda: k3s_stage(k3s_mod, k3s_mode, cluster, cache, repo))
+    if plan.warning:
+        stages.report.warnings.append(plan.warning)
     try:
         if base.kind == "raspios":
             from scooby import raspios
@@ -162,9 +181,6 @@ def build(repo: Path, out: Path, k3s_mode: str, clean: bool, console, log):
         master_dir = stages.run(
             "master-base", lambda: master_stage(base, cache, log, key, rootfs, agent_dir, agent_key)
         )
-        plan = stages.run("k3s", lambda: k3s_stage(k3s_mod, k3s_mode, cluster, cache, repo))
-        if plan.warning:
-            stages.report.warnings.append(plan.warning)
         assembled = stages.run(
             "assemble",
             lambda: (

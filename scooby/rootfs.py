@@ -17,6 +17,8 @@ are kept in .cache/debs and fed back in, so a rebuild of a stage downloads nothi
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -64,7 +66,22 @@ def _env(debs: Path) -> dict[str, str]:
         "SCOOBY_DEB_CACHE": str(debs),
         "SOURCE_DATE_EPOCH": EPOCH,
         "LC_ALL": "C.UTF-8",
+        # mmdebstrap's chroot lives here, beside the cache: `tmp_dir` empties it before a
+        # build, so even a SIGKILLed build leaves nothing behind for long.
+        "TMPDIR": str(tmp_dir(debs)),
     }
+
+
+def tmp_dir(debs: Path) -> Path:
+    return debs.parent / "tmp"
+
+
+def clean_tmp(debs: Path) -> None:
+    """Remove what an earlier, killed mmdebstrap left (its mounts died with its namespace)."""
+    folder = tmp_dir(debs)
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def _common(debs: Path) -> list[str]:
@@ -80,13 +97,25 @@ def _common(debs: Path) -> list[str]:
 
 
 def _run(cmd: list[str], debs: Path, log, **env: str) -> None:
+    """Run mmdebstrap; on Ctrl-C or SIGTERM give it time to clean up its chroot first."""
     log.write(f"$ {' '.join(cmd)}\n")
     log.flush()
-    done = subprocess.run(
-        cmd, stdout=log, stderr=subprocess.STDOUT, env={**_env(debs), **env}, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"mmdebstrap failed ({done.returncode}); see the build log")
+    clean_tmp(debs)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**_env(debs), **env})
+    try:
+        returncode = proc.wait()
+    except BaseException:
+        # Ctrl-C reached mmdebstrap too (same process group); a SIGTERM to us did not.
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        clean_tmp(debs)
+        raise
+    if returncode != 0:
+        raise RuntimeError(f"mmdebstrap failed ({returncode}); see the build log")
 
 
 def agent_base(out: Path, suite: str, mirror: str, debs: Path, log) -> None:

@@ -35,15 +35,25 @@ MODULES = (
     "genet.ko", "overlay.ko", "squashfs.ko", "virtio_net.ko", "virtio_blk.ko",
 )  # fmt: skip
 AGENTS = {
-    "willow": ("b8:27:eb:81:1a:52", "192.168.64.65", "c6811a52"),
-    "xander": ("dc:a6:32:00:00:07", "192.168.64.66", "dca63207"),
+    "willow": (
+        "b8:27:eb:81:1a:52",
+        "192.168.64.65",
+        "c6811a52",
+        "d5f9e6c2-493c-48da-baf2-0c63dd7a36b1",
+    ),
+    "xander": (
+        "dc:a6:32:00:00:07",
+        "192.168.64.66",
+        "dca63207",
+        "0e6b1f0a-52a4-4c4e-9a35-1f6f7d1c2b3e",
+    ),
 }
 
 
-def agent_file(mac: str, ip: str, pxe: str) -> str:
+def agent_file(mac: str, ip: str, pxe: str, rancher: str) -> str:
     return (
         f"AGENT_ETHERNET={mac}\nAGENT_IP={ip}\n"
-        "AGENT_RANCHER_PART_UUID=d5f9e6c2-493c-48da-baf2-0c63dd7a36b1\n"
+        f"AGENT_RANCHER_PART_UUID={rancher}\n"
         f"AGENT_PXE_ID={pxe}\nAGENT_K3S_ARGS=\n"
     )
 
@@ -226,7 +236,7 @@ def test_tftp_folder_per_pxe_id(image: Image):
     for name in ("bootcode.bin", "start4.elf", layout.KERNEL, layout.INITRD):
         assert name in boot and boot[name] & 0o444 == 0o444, name
     assert image.symlink(f"{layout.TFTP_ROOT}/bootcode.bin") == ".boot/bootcode.bin"
-    for _mac, _ip, pxe in AGENTS.values():
+    for _mac, _ip, pxe, _uuid in AGENTS.values():
         folder = f"{layout.TFTP_ROOT}/{pxe}"
         entries = image.ls(folder)
         for name in ("start4.elf", "fixup4.dat", layout.KERNEL, layout.INITRD):
