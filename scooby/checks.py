@@ -274,15 +274,21 @@ SYSTEMD_UNIT_LINE = re.compile(r"^([\w@.\\:-]+\.[a-z]+): (.*)$")
 SYSTEMD_NO_COMMAND = re.compile(r"Command (\S+) is not executable: No such file or directory")
 
 
+UNIT_DIRS = ("etc/systemd/system", "usr/lib/systemd/system", "lib/systemd/system")
+
+
 def _unit_files(tree: Path) -> list[Path]:
-    """Units and drop-ins under any …/systemd/system directory of a tree."""
+    """Units and drop-ins in a tree's systemd unit directories."""
     found = []
-    for path in sorted(tree.rglob("*")):
-        if not path.is_file() or "systemd/system" not in path.parent.as_posix():
+    for unit_dir in (tree / d for d in UNIT_DIRS):
+        if not unit_dir.is_dir():
             continue
-        in_dropin = path.parent.name.endswith(UNIT_SUFFIXES) or path.parent.name.endswith(".d")
-        if path.name.endswith(UNIT_SUFFIXES) or (in_dropin and path.name.endswith(".conf")):
-            found.append(path)
+        for path in sorted(unit_dir.rglob("*")):
+            if not path.is_file():
+                continue
+            in_dropin = path.parent.name.endswith(".d")
+            if path.name.endswith(UNIT_SUFFIXES) or (in_dropin and path.name.endswith(".conf")):
+                found.append(path)
     return found
 
 
