@@ -113,8 +113,8 @@ def progress() -> Iterator:
         yield bars
 
 
-def publish(made, found: Targets, dry_run: bool = False, bars=None) -> dict[str, list[str]]:
-    """Upload each artifact where it belongs; artifact name -> "where: what happened"."""
+def publish(made, found: Targets, dry_run: bool = False) -> dict[str, list[str]]:
+    """Upload each artifact where it belongs; artifact name -> ["where (what happened)"]."""
     results: dict[str, list[str]] = {a.name: [] for a in made.artifacts}
     to_github = [a for a in made.artifacts if a.github] if found.github else []
     to_s3 = [a for a in made.artifacts if a.s3] if found.s3 else []
@@ -124,41 +124,34 @@ def publish(made, found: Targets, dry_run: bool = False, bars=None) -> dict[str,
         for a in to_s3:
             results[a.name].append(f"{found.s3.uri(found.s3.key(made.version, a.name))} (dry run)")
         return results
-    with progress() if bars is None else _same(bars) as bars:
+    with progress() as bars:
         if to_github:
-            client = github.Client(found.github)
-            release = client.release(notes(made, found))
-            existing = client.assets(release)
-            for a in to_github:
-                task = bars.add_task(f"GitHub {a.name}", total=a.size)
-                outcome = github.upload(
-                    client,
-                    release,
-                    existing,
-                    a.path,
-                    a.size,
-                    a.sha256,
-                    lambda n, task=task: bars.advance(task, n),
-                )
-                results[a.name].append(f"{found.github.describe(a.name)} ({outcome})")
+            _to_github(made, found, to_github, bars, results)
         if to_s3:
-            client = s3.client(found.s3)
-            config = s3.transfer_config()
-            for a in to_s3:
-                key = found.s3.key(made.version, a.name)
-                task = bars.add_task(f"S3 {a.name}", total=a.size)
-                outcome = s3.upload(
-                    client,
-                    found.s3,
-                    key,
-                    a.path,
-                    a.size,
-                    a.sha256,
-                    config,
-                    lambda n, task=task: bars.advance(task, n),
-                )
-                results[a.name].append(f"{found.s3.uri(key)} ({outcome})")
+            _to_s3(made, found, to_s3, bars, results)
     return results
+
+
+def _to_github(made, found: Targets, artifacts, bars, results) -> None:
+    client = github.Client(found.github)
+    release = client.release(notes(made, found))
+    existing = client.assets(release)
+    for a in artifacts:
+        task = bars.add_task(f"GitHub {a.name}", total=a.size)
+        advance = lambda n, task=task: bars.advance(task, n)  # noqa: E731
+        outcome = github.upload(client, release, existing, a.path, a.size, a.sha256, advance)
+        results[a.name].append(f"{found.github.describe(a.name)} ({outcome})")
+
+
+def _to_s3(made, found: Targets, artifacts, bars, results) -> None:
+    client = s3.client(found.s3)
+    config = s3.transfer_config()
+    for a in artifacts:
+        key = found.s3.key(made.version, a.name)
+        task = bars.add_task(f"S3 {a.name}", total=a.size)
+        advance = lambda n, task=task: bars.advance(task, n)  # noqa: E731
+        outcome = s3.upload(client, found.s3, key, a.path, a.size, a.sha256, config, advance)
+        results[a.name].append(f"{found.s3.uri(key)} ({outcome})")
 
 
 def notes(made, found: Targets) -> str:
@@ -176,11 +169,6 @@ def notes(made, found: Targets) -> str:
         .get_template("notes.md.j2")
         .render(r=json.loads(manifest.path.read_text()), image=image.name, imager_url=imager)
     )
-
-
-@contextmanager
-def _same(bars) -> Iterator:
-    yield bars
 
 
 def human(size: int) -> str:
