@@ -130,6 +130,9 @@ def compress_only(image: Path, out: Path, command: list[str]) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", type=Path, default=ROOT / release.DEFAULT_IMAGE)
+    parser.add_argument(
+        "--repo", type=Path, default=ROOT, help="the repository --image was built from"
+    )
     parser.add_argument("--precompressed-mb", type=int, default=0)
     parser.add_argument("--levels", default="3,10,19", help="zstd levels to compare")
     parser.add_argument("--xz", action="store_true", help="also time `--format xz` (slow)")
@@ -142,9 +145,18 @@ def main() -> int:
         image.parent.mkdir()
         text = "".join(f"{k}={v}\n" for k, v in release_values(repo, "v0.0.0-bench").items())
         if args.image.is_file():
-            # The real build, released from the repository it was built from.
-            print(f"image: {args.image} (the real build)")
-            image, repo, data = args.image.resolve(), ROOT, 0
+            # A real build, released from the repository it was built from. Both are copied
+            # first (sparse), so the benchmark never touches another run's files.
+            print(f"image: {args.image} (a real build of {args.repo})")
+            repo = work / "built"
+            subprocess.run(["cp", "-a", "--sparse=always", str(args.repo), str(repo)], check=True)
+            try:
+                image = repo / args.image.resolve().relative_to(args.repo.resolve())
+            except ValueError:  # the image lives elsewhere: put it where release looks
+                image = repo / release.DEFAULT_IMAGE
+                image.parent.mkdir(parents=True, exist_ok=True)
+                subprocess.run(["cp", "--sparse=always", str(args.image), str(image)], check=True)
+            data = 0
         else:
             print(
                 "image: images/scooby.img not found: a REPRESENTATIVE image is used "
