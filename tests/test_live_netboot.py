@@ -305,17 +305,22 @@ def parse_reply(frame: bytes, xid: int) -> Reply | None:
 def dhcp(
     net: Net, mac: str, kind: int, extra: dict[int, bytes] | None = None, wait: float = 5
 ) -> Reply | None:
-    """Send one DHCP message from the pi namespace; the server's reply, or None."""
+    """A DHCP message from the pi namespace, sent every second as a boot ROM does, until
+    the server replies (the reply) or `wait` seconds pass (None)."""
     xid = random.getrandbits(32)
+    frame = dhcp_frame(mac, xid, kind, extra)
     with (
         inside(net.pi),
         socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800)) as s,
     ):
         s.bind(("eth0", 0))
         s.settimeout(0.2)
-        s.send(dhcp_frame(mac, xid, kind, extra))
         deadline = time.monotonic() + wait
+        resend = 0.0
         while time.monotonic() < deadline:
+            if time.monotonic() >= resend:
+                s.send(frame)
+                resend = time.monotonic() + 1
             try:
                 reply = parse_reply(s.recv(2048), xid)
             except TimeoutError:
@@ -343,10 +348,9 @@ def tftp_get(net: Net, filename: str, blksize: int | None = None) -> bytes:
     size = 512
     data, expected = bytearray(), 1
     with inside(net.pi), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        packet, peer = _first_answer(s, request, (str(net.server), 69))
         s.settimeout(5)
-        s.sendto(request, (str(net.server), 69))
         while True:
-            packet, peer = s.recvfrom(65536)
             opcode = struct.unpack("!H", packet[:2])[0]
             if opcode == 5:
                 raise FileNotFoundError(f"TFTP error for {filename}: {packet[4:-1].decode()}")
@@ -354,15 +358,28 @@ def tftp_get(net: Net, filename: str, blksize: int | None = None) -> bytes:
                 fields = packet[2:].split(b"\0")
                 size = int(fields[fields.index(b"blksize") + 1])
                 s.sendto(b"\x00\x04\x00\x00", peer)
-                continue
-            assert opcode == 3, packet[:4]
-            block = struct.unpack("!H", packet[2:4])[0]
-            s.sendto(b"\x00\x04" + packet[2:4], peer)
-            if block == expected:
-                data += packet[4:]
-                expected += 1
-                if len(packet) - 4 < size:
-                    return bytes(data)
+            else:
+                assert opcode == 3, packet[:4]
+                block = struct.unpack("!H", packet[2:4])[0]
+                s.sendto(b"\x00\x04" + packet[2:4], peer)
+                if block == expected:
+                    data += packet[4:]
+                    expected += 1
+                    if len(packet) - 4 < size:
+                        return bytes(data)
+            packet, peer = s.recvfrom(65536)
+
+
+def _first_answer(s: socket.socket, request: bytes, server: tuple[str, int]):
+    """Send the request, again if need be (as a boot ROM does), until the server answers."""
+    s.settimeout(2)
+    for _attempt in range(3):
+        s.sendto(request, server)
+        try:
+            return s.recvfrom(65536)
+        except TimeoutError:
+            continue
+    raise TimeoutError(f"no TFTP answer from {server}")
 
 
 # -- HTTP from a given agent address ------------------------------------------------------
@@ -465,6 +482,13 @@ def test_a_pi_boots_from_the_rendered_master(master: Master) -> None:
                 assert (status, body) == (200, (_seed(master, agent) / name).read_bytes())
                 status, _ = http_get(net, str(other.ip), f"/{agent.name}/{name}")
                 assert status == 403, f"{other.name} read {agent.name}'s {name}"
+            # Nor by a path that only normalises to the other agent's seed.
+            for sneaky in (
+                f"/{agent.name}/../{other.name}/user-data",
+                f"/%{ord(other.name[0]):x}{other.name[1:]}/user-data",
+            ):
+                assert http_get(net, str(agent.ip), sneaky)[0] == 403, sneaky
+        assert http_get(net, str(pi3.ip), "/")[0] == 403  # no listing, nothing outside a seed
 
 
 def _fstab_line(master: Master, mount_point: str) -> list[str]:
