@@ -11,7 +11,8 @@ A template's executable bit carries to its output; `.j2` is dropped from names. 
 byte-for-byte deterministic: sorted walks, no clocks. The
 user's server/** is copied over OUT/master last, verbatim; where it replaces a generated
 file a warning names both. OUT is written beside itself and swapped in whole, so an error
-or interrupt never leaves a half-rendered tree.
+or interrupt never leaves a half-rendered tree. `scooby render` then hands the tree to the
+daemons' own checkers (scooby.checks) unless --no-check is given.
 """
 
 from __future__ import annotations
