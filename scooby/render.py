@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         from scooby import checks
 
-        checks.check(result.out)
+        for d in checks.check(result.out):
+            print(d, file=sys.stderr)
         print(
             f"checked {out} with dnsmasq, lighttpd, iptables, cloud-init, systemd, sshd, exportfs"
         )

@@ -186,3 +186,11 @@ def test_a_missing_checker_is_an_error_not_a_pass(
     )
     found = [str(d) for d in checks._dnsmasq(example_out, Path("/nonexistent"))]
     assert found and "`dnsmasq` is not installed" in found[0]
+
+
+def test_without_root_exportfs_is_a_warning_not_a_failure(
+    example_out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checks.os, "geteuid", lambda: 1000)
+    (found,) = checks._exportfs(example_out, Path("/nonexistent"))
+    assert found.severity == "warning" and "needs root" in found.message
