@@ -138,33 +138,45 @@ def _interrupted(signum, frame):
 
 
 def build(repo: Path, out: Path, k3s_mode: str, clean: bool, console, log):
-    from scooby import k3s as k3s_mod
-    from scooby import pack, rootfs
-    from scooby.assemble import assemble
-    from scooby.cache import Cache, key
+    from scooby.cache import Cache
     from scooby.render import render
     from scooby.validate import validated
 
     cache = Cache.of(repo)
     stages = Stages(console, log)
-    work = repo / "build" / "work"
-    rendered_dir = repo / "build" / "render"
 
     def do_render():
         cluster = validated(repo)
-        rendered = render(cluster, rendered_dir)
+        rendered = render(cluster, repo / "build" / "render")
         for d in rendered.diagnostics:
             console.print(str(d))
         return (cluster, rendered), False, f"{len(rendered.files)} files"
 
     cluster, rendered = stages.run("render", do_render)
     check_host()
-    if clean:
-        cache.clean()
-    cache.root.mkdir(parents=True, exist_ok=True)
-    base = cluster.master.base
+
+    def waiting():
+        console.print(f"waiting for another build that uses {cache.root} ...")
+
+    with cache.locked(waiting):
+        if clean:
+            cache.clean()
+        image = image_stages(repo, out, k3s_mode, cluster, rendered.out, cache, stages)
+    return stages.report, image
+
+
+def image_stages(repo, out, k3s_mode, cluster, rendered: Path, cache, stages: Stages):
+    """Every stage after render, with the cache locked."""
+    from scooby import k3s as k3s_mod
+    from scooby import pack, rootfs
+    from scooby.assemble import assemble
+    from scooby.cache import key
+
+    log, work, base = stages.log, repo / "build" / "work", cluster.master.base
+    stages.report.base = base.kind
     # K3S first: `--k3s=embed` without the files fails before the slow stages.
     plan = stages.run("k3s", lambda: k3s_stage(k3s_mod, k3s_mode, cluster, cache, repo))
+    stages.report.k3s = plan
     if plan.warning:
         stages.report.warnings.append(plan.warning)
     try:
@@ -179,14 +191,15 @@ def build(repo: Path, out: Path, k3s_mode: str, clean: bool, console, log):
                 "agent-base", lambda: agent_stage(base, cache, log, key, rootfs)
             )
         master_dir = stages.run(
-            "master-base", lambda: master_stage(base, cache, log, key, rootfs, agent_dir, agent_key)
+            "master-base",
+            lambda: master_stage(base, cache, log, key, rootfs, agent_dir, agent_key),
         )
         assembled = stages.run(
             "assemble",
             lambda: (
                 assemble(
                     cluster,
-                    rendered.out,
+                    rendered,
                     master_dir / "rootfs.tar",
                     agent_dir / "base.squashfs",
                     agent_dir / "boot",
@@ -198,21 +211,15 @@ def build(repo: Path, out: Path, k3s_mode: str, clean: bool, console, log):
                 "",
             ),
         )
-        image = stages.run(
+        hostname = cluster.master.hostname
+        return stages.run(
             "pack",
-            lambda: (
-                pack.pack(assembled.boot, assembled.root, cluster.master.hostname, out, log),
-                False,
-                "",
-            ),
+            lambda: (pack.pack(assembled.boot, assembled.root, hostname, out, log), False, ""),
         )
     finally:
         cache.discard_staging()
         if work.exists():
             shutil.rmtree(work)
-    stages.report.base = base.kind
-    stages.report.k3s = plan
-    return stages.report, image
 
 
 def agent_stage(base, cache, log, key, rootfs):

@@ -8,11 +8,13 @@ never leaves something that looks cached.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +56,19 @@ class Cache:
     @property
     def debs(self) -> Path:
         return self.root / "debs"
+
+    @contextlib.contextmanager
+    def locked(self, waiting: Callable[[], None] = lambda: None) -> Iterator[None]:
+        """Hold .cache/lock for a whole build: builds sharing a cache (other checkouts or test
+        repositories symlink theirs here) take turns instead of writing the same stage."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                waiting()
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            yield  # released when the file closes, also when the process dies
 
     def stage_dir(self, stage: str, stage_key: str) -> Path:
         return self.root / "stages" / f"{stage}-{stage_key}"

@@ -61,3 +61,22 @@ def test_commit_replaces_older_outputs_and_discard_cleans(tmp_path: Path):
     (c.debs).mkdir()
     c.clean()
     assert sorted(p.name for p in (tmp_path / ".cache").iterdir()) == ["pre-commit"]
+
+
+def test_builds_sharing_a_cache_take_turns(tmp_path: Path):
+    import threading
+
+    c = cache.Cache(tmp_path / ".cache")
+    events: list[str] = []
+
+    def other_build():
+        with c.locked(lambda: events.append("waited")):
+            events.append("got it")
+
+    with c.locked():
+        other = threading.Thread(target=other_build)
+        other.start()
+        other.join(timeout=0.5)
+        assert events == ["waited"] and other.is_alive()
+    other.join(timeout=5)
+    assert events == ["waited", "got it"]
