@@ -212,7 +212,12 @@ def test_k3s_server_config(out):
     assert cfg["node-ip"] == "192.168.64.1"
     assert cfg["node-external-ip"] == "192.168.1.64"
     assert cfg["flannel-iface"] == "eth1"
-    assert cfg["advertise-address"] == cfg["bind-address"] == "192.168.64.1"
+    assert cfg["advertise-address"] == "192.168.64.1"
+    # The API answers on both networks (kubectl from the external side); iptables keeps the
+    # rest of K3S (kubelet, flannel) internal.
+    assert "bind-address" not in cfg
+    rules = _read(out, "master/etc/iptables/rules.v4")
+    assert "-A INPUT -i eth0 -p tcp -m tcp --dport 6443 -j ACCEPT" in rules
     assert cfg["agent-token-file"] == layout.K3S_AGENT_TOKEN_MASTER
     assert cfg["write-kubeconfig-mode"] == "0600"
     assert "token" not in cfg and "agent-token" not in cfg  # never a token at build time
