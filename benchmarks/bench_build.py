@@ -68,6 +68,8 @@ def timed_build(repo: Path, *extra: str) -> tuple[float, int, str]:
     out = proc.stdout.read()
     if proc.returncode != 0:
         sys.exit(f"build failed:\n{out}")
+    # The machine is shared: say how busy it was (1, 5, 15 min load averages at the end).
+    out += "load average at the end: {:.1f} {:.1f} {:.1f}\n".format(*os.getloadavg())
     return time.monotonic() - start, peak, out
 
 
