@@ -125,6 +125,23 @@ def add_k3s(root: Path, k3s: K3sPlan) -> None:
     link_or_copy(airgap, at(at(root, layout.AGENT_SHARED), layout.K3S_AIRGAP_SHARED))
 
 
+def agent_dirs(root: Path, cluster: Cluster, rendered: Path) -> None:
+    """Every directory the agents' overlays name (fstab): they must exist before first boot.
+
+    lower layers: AGENT_LAYERS/NAME (render's agents/NAME), AGENT_SHARED (K3S or empty),
+    AGENT_BASE (the squashfs mount point); upper, work and merged dirs per agent.
+    """
+    at(root, layout.AGENT_SHARED).mkdir(parents=True, exist_ok=True)
+    for agent in cluster.agents:
+        layer = at(root, layout.AGENT_LAYERS) / agent.name
+        layer.mkdir(parents=True, exist_ok=True)
+        src = rendered / "agents" / agent.name
+        if src.is_dir():
+            merge(src, layer)
+        for top in (layout.AGENT_UPPERS, layout.AGENT_WORKDIRS, layout.AGENT_MOUNTS):
+            (at(root, top) / agent.name).mkdir(parents=True, exist_ok=True)
+
+
 def assemble(
     cluster: Cluster,
     rendered: Path,
@@ -160,14 +177,7 @@ def assemble(
             (tftp_boot / src.name).chmod(0o644)  # dnsmasq serves only world-readable files
 
     merge(rendered / "master", root)
-    layers = at(root, layout.AGENT_LAYERS)
-    layers.mkdir(parents=True, exist_ok=True)
-    for agent in cluster.agents:
-        src = rendered / "agents" / agent.name
-        if src.is_dir():
-            merge(src, layers / agent.name)
-        else:
-            (layers / agent.name).mkdir(exist_ok=True)
+    agent_dirs(root, cluster, rendered)
     tftp.populate(at(root, layout.TFTP_ROOT), tftp_boot, cluster)
 
     add_k3s(root, k3s)

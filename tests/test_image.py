@@ -251,7 +251,10 @@ def test_agent_layers_and_base(image: Image, repo: Path, tmp_path: Path):
             if path.is_file():
                 rel = path.relative_to(rendered).as_posix()
                 assert image.read(f"{layout.AGENT_LAYERS}/{name}/{rel}") == path.read_bytes()
-    assert image.exists(layout.AGENT_BASE)
+    assert image.exists(layout.AGENT_BASE) and image.exists(layout.AGENT_SHARED)
+    for name in AGENTS:  # every directory the agents' overlays in fstab name
+        for top in (layout.AGENT_UPPERS, layout.AGENT_WORKDIRS, layout.AGENT_MOUNTS):
+            assert image.exists(f"{top}/{name}"), f"{top}/{name}"
     squashfs = tmp_path / "base.squashfs"
     subprocess.run(
         ["debugfs", "-R", f"dump {layout.AGENT_BASE_IMAGE} {squashfs}",
