@@ -18,6 +18,7 @@ daemons' own checkers (scooby.checks) unless --no-check is given.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import shutil
 import sys
@@ -134,21 +135,24 @@ def render(cluster: Cluster, out: Path, templates: Path | None = None) -> Render
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    writer = _Writer(tmp)
     try:
         ctx = context(cluster)
-        writer = _Writer(tmp)
         for section in SECTIONS:
             _render_tree(_templates(env, templates, section), writer, section, ctx)
         (tmp / "agents").mkdir()
         agent_templates = _templates(env, templates, "agent")
         for agent in cluster.agents:
             _render_tree(agent_templates, writer, f"agents/{agent.name}", {**ctx, "agent": agent})
+        writer.close()
         diagnostics = _merge_server(cluster, tmp / "master")
         files = set(writer.written) | {
             f"master/{Path(rel).relative_to(SERVER).as_posix()}" for rel in cluster.server_files
         }
         _swap_in(tmp, out)
     except BaseException:
+        with contextlib.suppress(Exception):
+            writer.close()  # no thread may still be writing into what is removed next
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return Rendered(out, tuple(sorted(files)), tuple(diagnostics))
@@ -184,30 +188,57 @@ def _templates(env, templates: Path, section: str) -> list[_Template]:
 
 
 class _Writer:
-    """Writes rendered files under one root, remembering the directories it made."""
+    """Writes rendered files under one root.
+
+    Rendering is CPU work; writing thousands of small files is waiting on the file system
+    (on slow virtual disks, most of a 250-agent render). So each top-level tree (boot,
+    master, every agent) is written by a small thread pool while the next one renders.
+    """
+
+    THREADS = 4
 
     def __init__(self, root: Path):
+        from concurrent.futures import ThreadPoolExecutor
+
         self.root = root
         self.written: list[str] = []
-        self._dirs: set[Path] = set()
+        self._pool = ThreadPoolExecutor(self.THREADS)
+        self._pending: list = []
 
-    def write(self, rel: str, text: str, mode: int) -> None:
-        target = self.root / rel
-        if target.parent not in self._dirs:
+    def write_tree(self, dest: str, files: list[tuple[str, str, int]]) -> None:
+        """Queue one tree's files: (path under dest, text, mode)."""
+        self.written += [f"{dest}/{name}" for name, _, _ in files]
+        self._pending.append(self._pool.submit(_write_tree, self.root / dest, files))
+
+    def close(self) -> None:
+        """Wait for every write; the first failure is raised."""
+        try:
+            for future in self._pending:
+                future.result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _write_tree(root: Path, files: list[tuple[str, str, int]]) -> None:
+    made: set[Path] = set()
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text, mode in files:
+        target = root / name
+        if target.parent not in made:
             target.parent.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(target.parent)
+            made.add(target.parent)
         target.write_text(text, encoding="utf-8")
         target.chmod(mode)
-        self.written.append(rel)
 
 
 def _render_tree(found: list[_Template], writer: _Writer, dest: str, ctx: dict[str, Any]) -> None:
-    writer.root.joinpath(dest).mkdir(parents=True, exist_ok=True)
+    files = []
     for t in found:
         per_agent = t.path is not None and "agent" not in ctx
         for c in [{**ctx, "agent": a} for a in ctx["agents"]] if per_agent else [ctx]:
             name = t.path.render(c) if t.path is not None else t.name
-            writer.write(f"{dest}/{name}", t.template.render(c), t.mode)
+            files.append((name, t.template.render(c), t.mode))
+    writer.write_tree(dest, files)
 
 
 def _merge_server(cluster: Cluster, master: Path) -> list[Diagnostic]:
