@@ -125,7 +125,7 @@ class Master:
 def master() -> Iterator[Master]:
     cluster, diagnostics = validate.validate(EXAMPLE, environ={})
     assert cluster is not None, diagnostics
-    # Daemons drop privileges (dnsmasq to `dnsmasq`, lighttpd to `www-data`): the tree must
+    # Daemons drop privileges (dnsmasq to `nobody`, lighttpd to `www-data`): the tree must
     # be world-readable, as it is on the master, so it is not under pytest's 0700 tmp_path.
     top = Path(tempfile.mkdtemp(prefix="scooby-live."))
     try:
@@ -173,7 +173,6 @@ def daemons(master: Master, net: Net) -> Iterator[None]:
                 "dnsmasq",
                 "--keep-in-foreground",
                 "--log-facility=-",
-                "--user=dnsmasq",  # as Debian's service runs it
                 f"--conf-file={os.devnull}",
                 f"--conf-dir={conf_dir},.dpkg-dist,.dpkg-old,.dpkg-new",
                 f"--pid-file={master.root}/run/dnsmasq.pid",
