@@ -194,3 +194,11 @@ def test_without_root_exportfs_is_a_warning_not_a_failure(
     monkeypatch.setattr(checks.os, "geteuid", lambda: 1000)
     (found,) = checks._exportfs(example_out, Path("/nonexistent"))
     assert found.severity == "warning" and "needs root" in found.message
+
+
+def test_a_master_without_agents_passes_every_checker(tmp_path: Path) -> None:
+    """The template repository itself has no agents yet: `nox -s render` must pass on it."""
+    cluster = cluster_of(big_repo(tmp_path / "repo", 0))
+    out = render.render(cluster, tmp_path / "out").out
+    assert checks.problems(out) == []
+    assert "overlay" not in (out / "master/etc/fstab").read_text()
