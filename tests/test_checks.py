@@ -202,3 +202,34 @@ def test_a_master_without_agents_passes_every_checker(tmp_path: Path) -> None:
     out = render.render(cluster, tmp_path / "out").out
     assert checks.problems(out) == []
     assert "overlay" not in (out / "master/etc/fstab").read_text()
+
+
+def test_another_network_shape_passes_every_checker(tmp_path: Path) -> None:
+    """No internal domain, an external one, two DNS servers, other device names, a /16."""
+    repo = big_repo(tmp_path / "repo", 3)
+    (repo / "config").write_text(
+        "LC_HOSTNAME=sunnydale-high\n"
+        "LC_PRIMARY_DNS=9.9.9.9\n"
+        "LC_SECONDARY_DNS=1.0.0.1\n"
+        "LC_EXTERNAL_DEVICE=end0\n"
+        "LC_EXTERNAL_IP=10.20.0.5\n"
+        "LC_EXTERNAL_NET=10.20.0.0/24\n"
+        "LC_EXTERNAL_GW=10.20.0.1\n"
+        "LC_EXTERNAL_DOMAIN=example.org\n"
+        "LC_INTERNAL_DEVICE=enx00e04c680001\n"
+        "LC_INTERNAL_IP=192.168.0.1\n"
+        "LC_INTERNAL_NET=192.168.0.0/16\n"
+        "LC_INTERNAL_DOMAIN=\n"
+    )
+    for agent in (repo / "agents").iterdir():
+        agent.write_text(agent.read_text().replace("192.168.64.", "192.168.7."))
+    out = render.render(cluster_of(repo), tmp_path / "out").out
+    assert checks.problems(out) == []
+    master = out / "master/etc"
+    assert "192.168.7.2\tnode000" in (master / "hosts").read_text().splitlines()
+    assert (
+        "dhcp-range=set:scooby,192.168.0.0,static,255.255.0.0,infinite"
+        in (master / "dnsmasq.d/scooby.conf").read_text()
+    )
+    assert "search example.org" in (master / "resolv.conf").read_text()
+    assert "-A POSTROUTING -o end0 -j MASQUERADE" in (master / "iptables/rules.v4").read_text()
