@@ -186,6 +186,10 @@ def daemons(master: Master, net: Net) -> Iterator[None]:
         )
         _wait_for_http(net, started)
         yield
+    except BaseException:
+        for log in sorted(logs.iterdir()):  # shown by pytest with the failure
+            print(f"--- {log.name}\n{log.read_text(errors='replace')}")
+        raise
     finally:
         for proc in started:
             proc.send_signal(signal.SIGTERM)
