@@ -23,6 +23,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,12 @@ class Rendered:
     out: Path
     files: tuple[str, ...]  # OUT-relative paths, sorted
     diagnostics: tuple[Diagnostic, ...]  # warnings (server/ overriding generated files)
+    cleanup: threading.Thread | None = None  # removing the previous OUT (background=True)
+
+    def wait(self) -> None:
+        """Return once the previous render is gone (with background=True)."""
+        if self.cleanup is not None:
+            self.cleanup.join()
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -68,21 +75,25 @@ def run(args: argparse.Namespace) -> int:
 
     cluster = validated(args.repo)
     out = args.out or args.repo / "build" / "render"
-    result = render(cluster, out)
+    result = render(cluster, out, background=True)  # the old tree goes while checks run
     for d in result.diagnostics:
         print(d, file=sys.stderr)
     print(
         f"rendered {len(result.files)} files for {cluster.master.hostname} and "
         f"{len(cluster.agents)} agent(s) into {out}"
     )
-    if args.check:
-        from scooby import checks
+    try:
+        if args.check:
+            from scooby import checks
 
-        for d in checks.check(result.out):
-            print(d, file=sys.stderr)
-        print(
-            f"checked {out} with dnsmasq, lighttpd, iptables, cloud-init, systemd, sshd, exportfs"
-        )
+            for d in checks.check(result.out):
+                print(d, file=sys.stderr)
+            print(
+                f"checked {out} with dnsmasq, lighttpd, iptables, cloud-init, systemd, sshd, "
+                "exportfs"
+            )
+    finally:
+        result.wait()
     return 0
 
 
@@ -128,7 +139,11 @@ def context(cluster: Cluster) -> dict[str, Any]:
     }
 
 
-def render(cluster: Cluster, out: Path, templates: Path | None = None) -> Rendered:
+def render(
+    cluster: Cluster, out: Path, templates: Path | None = None, background: bool = False
+) -> Rendered:
+    """Render into `out`. With background=True the previous `out` (already moved aside) is
+    removed by a thread: call .wait() on the result before exiting."""
     templates = templates or TEMPLATES_DIR
     _check_fsids(cluster)
     env = environment(templates)
@@ -149,13 +164,19 @@ def render(cluster: Cluster, out: Path, templates: Path | None = None) -> Render
         files = set(writer.written) | {
             f"master/{Path(rel).relative_to(SERVER).as_posix()}" for rel in cluster.server_files
         }
-        _swap_in(tmp, out)
+        old = _swap_in(tmp, out)
     except BaseException:
         with contextlib.suppress(Exception):
             writer.close()  # no thread may still be writing into what is removed next
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Rendered(out, tuple(sorted(files)), tuple(diagnostics))
+    cleanup = None
+    if old is not None and background:
+        cleanup = threading.Thread(target=shutil.rmtree, args=(old,), name="scooby-render-old")
+        cleanup.start()
+    elif old is not None:
+        shutil.rmtree(old)
+    return Rendered(out, tuple(sorted(files)), tuple(diagnostics), cleanup)
 
 
 @dataclass(frozen=True)
@@ -263,12 +284,15 @@ def _merge_server(cluster: Cluster, master: Path) -> list[Diagnostic]:
     return found
 
 
-def _swap_in(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
+def _swap_in(tmp: Path, out: Path) -> Path | None:
+    """Put the new tree at `out`; the previous one, moved aside (for the caller to remove)."""
+    if not out.exists():
         tmp.rename(out)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out)
+        return None
+    for stale in out.parent.glob(f".{out.name}.old.*"):  # left by an interrupted render
+        shutil.rmtree(stale, ignore_errors=True)
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+    aside = old / out.name
+    out.rename(aside)
+    tmp.rename(out)
+    return old
