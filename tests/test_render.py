@@ -319,3 +319,16 @@ def test_internal_addresses_are_in_the_internal_network() -> None:
     for agent in cluster.agents:
         assert agent.ip in cluster.master.internal.network
     assert ipaddress.IPv4Address("192.168.64.1") == cluster.master.internal.ip
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_rendering_again_leaves_nothing_beside_the_tree(tmp_path: Path, background: bool) -> None:
+    target = tmp_path / "out"
+    first = render.render(example(), target, background=background)
+    first.wait()
+    (target / "stale-file").write_text("from an older render\n")
+    second = render.render(example(), target, background=background)
+    second.wait()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert not (target / "stale-file").exists()
+    assert tree(target) == tree(first.out)
