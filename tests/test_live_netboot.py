@@ -446,7 +446,8 @@ def test_a_pi_boots_from_the_rendered_master(master: Master) -> None:
             assert offer.options[60] == b"PXEClient"
             pxe = pxe_suboptions(offer.options[43])
             assert PI_BOOT_MENU in pxe[9], pxe  # boot menu, trailing spaces and all
-            assert offer.options[66].rstrip(b"\0") == str(net.server).encode()
+            assert offer.options[66].rstrip(b"\0") == str(net.server).encode()  # TFTP server
+            assert offer.siaddr == net.server  # next-server, where the Pi 3 ROM looks
             assert offer.options[54] == net.server.packed
             assert offer.options[3] == net.server.packed  # router
             # A Pi 4 goes on to REQUEST (a Pi 3 skips it); the lease is confirmed.
