@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -290,3 +292,29 @@ def test_no_secrets_host_keys_or_machine_id(image: Image):
     assert image.read("/etc/machine-id").strip() in (b"", b"uninitialized")
     if image.exists("/var/lib/dbus/machine-id"):
         assert image.symlink("/var/lib/dbus/machine-id") == "/etc/machine-id"
+
+
+def test_interrupted_build_leaves_nothing_behind(repo: Path, image: Image):
+    """Ctrl-C in the middle of assembling: no temporary image, work tree or stage, no mounts,
+    and the image from the last complete build is untouched."""
+    before = image.path.stat()
+    mounts = Path("/proc/mounts").read_text()
+    log = repo / "build" / "build.log"
+    proc = subprocess.Popen(
+        ["scooby", "build", "--repo", str(repo), "--k3s=none"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while "=== stage assemble ===" not in (log.read_text() if log.exists() else ""):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    assert not list(image.path.parent.glob(".*.tmp"))
+    assert not (repo / "build" / "work").exists()
+    assert not list((repo / ".cache" / "stages").glob(".*"))
+    assert Path("/proc/mounts").read_text() == mounts
+    after = image.path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
