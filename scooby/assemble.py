@@ -171,10 +171,9 @@ def assemble(
     at(root, layout.AGENT_BASE).mkdir(parents=True, exist_ok=True)
     tftp_boot = at(root, layout.TFTP_BOOT)
     tftp_boot.mkdir(parents=True, exist_ok=True)
-    for src in sorted(boot_files.iterdir()):
-        if src.is_file():
-            shutil.copyfile(src, tftp_boot / src.name)
-            (tftp_boot / src.name).chmod(0o644)  # dnsmasq serves only world-readable files
+    shutil.copytree(boot_files, tftp_boot, dirs_exist_ok=True)  # overlays/ too (raspios)
+    for path in [tftp_boot, *tftp_boot.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # dnsmasq serves world-readable files
 
     merge(rendered / "master", root)
     agent_dirs(root, cluster, rendered)
