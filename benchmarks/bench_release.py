@@ -134,7 +134,11 @@ def main() -> int:
         "--repo", type=Path, default=ROOT, help="the repository --image was built from"
     )
     parser.add_argument("--precompressed-mb", type=int, default=0)
-    parser.add_argument("--levels", default="3,10,19", help="zstd levels to compare")
+    parser.add_argument(
+        "--zstd",
+        default="-3,-12,-12 --long=27,-19 --long=27",
+        help="zstd option sets to compare, comma separated (release uses -12 --long=27)",
+    )
     parser.add_argument("--xz", action="store_true", help="also time `--format xz` (slow)")
     args = parser.parse_args()
 
@@ -172,14 +176,14 @@ def main() -> int:
         print(f"  raw size {raw / MiB:,.0f} MiB, used {used / MiB:,.0f} MiB", end="")
         print(f" (file data {data / MiB:,.0f} MiB)" if data else "")
         _, t_sha = timed("sha256 of the raw image", release.sha256_file, image)
-        for level in args.levels.split(","):
-            out = work / f"l{level}.zst"
+        for i, options in enumerate(args.zstd.split(",")):
+            out = work / f"variant{i}.zst"
             size, t = timed(
-                f"zstd -T0 -{level} (compress only)",
+                f"zstd -T0 {options} (compress only)",
                 compress_only,
                 image,
                 out,
-                ["zstd", "-T0", f"-{level}", "-q", "-c"],
+                ["zstd", "-T0", *options.split(), "-q", "-c"],
             )
             print(f"    -> {size / MiB:,.1f} MiB = {size / used:.1%} of used bytes")
             out.unlink()
