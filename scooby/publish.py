@@ -185,17 +185,20 @@ def summary(made, results: dict[str, list[str]], dry_run: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    # Full SHA-256s must survive a pipe or a CI log, where rich would assume 80 columns.
-    console = Console(width=None if sys.stdout.isatty() else 200)
     title = f"scooby {made.version}" + (" (dry run: nothing uploaded)" if dry_run else "")
     table = Table(title=title, title_justify="left")
     table.add_column("artifact", no_wrap=True)
     table.add_column("size", justify="right", no_wrap=True)
     table.add_column("sha256", no_wrap=True)
-    table.add_column("uploaded to" if not dry_run else "would go to")
+    table.add_column("uploaded to" if not dry_run else "would go to", no_wrap=True)
+    rows = []
     for a in made.artifacts:
         where = results.get(a.name) or ["dist/ only"]
-        table.add_row(
-            str(a.path.relative_to(a.path.parent.parent)), human(a.size), a.sha256, "\n".join(where)
-        )
+        rows.append((f"{a.path.parent.name}/{a.name}", human(a.size), a.sha256, "\n".join(where)))
+        table.add_row(*rows[-1])
+    # Every SHA-256 must be there in full, in a narrow terminal and in a CI log (where rich
+    # assumes 80 columns): the table is as wide as its content, and a terminal wraps it.
+    needed = sum(max(len(line) for r in rows for line in r[i].splitlines()) for i in range(4))
+    needed = max(needed, *(len(c.header) for c in table.columns)) + 13  # borders, padding
+    console = Console(width=max(needed, Console().width if sys.stdout.isatty() else 0))
     console.print(table)
