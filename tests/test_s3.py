@@ -220,3 +220,20 @@ def test_progress_counter_takes_negative_deltas_from_threads() -> None:
         t.join()
     assert counter.total == 800
     assert sum(seen) == 800
+
+
+def test_imager_url_is_the_s3_object_when_github_cannot_serve_it(env, tmp_path: Path) -> None:
+    bucket = env["AWS_BUCKET_S3_URI"].removeprefix("s3://").split("/")[0]
+    endpoint = env["AWS_ENDPOINT_URL"]
+    # untagged: no GitHub release, so the list points at the S3 copy
+    found = publish.targets(tmp_path, "v1.2.3-4-gabc1234", env)
+    assert found.github is None and found.s3 is not None
+    assert found.url_for("x.img.zst", False) == (
+        f"{endpoint}/{bucket}/releases/v1.2.3-4-gabc1234/x.img.zst"
+    )
+    # tagged but split into parts: Imager cannot join parts, so S3 again
+    tagged = publish.targets(tmp_path, "v1.2.3", {**env, "GITHUB_REPOSITORY": "o/r"})
+    assert tagged.url_for("x.img.zst", False) == (
+        "https://github.com/o/r/releases/download/v1.2.3/x.img.zst"
+    )
+    assert tagged.url_for("x.img.zst", True) == f"{endpoint}/{bucket}/releases/v1.2.3/x.img.zst"
