@@ -244,7 +244,16 @@ def upload(
         return "identical"
     if old is not None:
         client.delete_asset(old)
-    asset = client.upload_asset(release, path, advance)
+    try:
+        asset = client.upload_asset(release, path, advance)
+    except ScoobyError:
+        # An upload that broke off can leave an asset of that name behind (state "starter")
+        # which refuses every later upload with 422: remove it and try once more.
+        stale = client.assets(release).get(path.name)
+        if stale is None:
+            raise
+        client.delete_asset(stale)
+        asset = client.upload_asset(release, path, advance)
     digest = asset.get("digest")
     if asset.get("size") != size or (digest and digest != f"sha256:{sha256}"):
         raise ScoobyError(

@@ -37,6 +37,7 @@ class GitHubApiDouble:
         self.requests: list[tuple[str, str]] = []
         self.violations: list[str] = []
         self.fail_next: list[int] = []  # statuses to answer the next requests with
+        self.break_next_upload = False  # keep a "starter" asset and answer 502, as GitHub can
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         double = self
@@ -192,6 +193,10 @@ class GitHubApiDouble:
             "body": body,
         }
         self.assets[aid] = asset
+        if self.break_next_upload:
+            self.break_next_upload = False
+            asset["state"] = "starter"
+            return self.reply(h, 502, {"message": "Bad Gateway"})
         return self.reply(h, 201, self.public(asset))
 
     def __enter__(self) -> GitHubApiDouble:
@@ -305,6 +310,16 @@ def test_server_errors_are_retried(api, target, tmp_path, monkeypatch) -> None:
     made = made_release(tmp_path / "dist")
     publish.publish(made, publish.Targets(github=target))
     assert len(api.assets) == len(made.artifacts)
+
+
+def test_broken_off_upload_leaves_no_stale_asset(api, target, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(github.time, "sleep", lambda s: None)
+    made = made_release(tmp_path / "dist")
+    api.break_next_upload = True
+    publish.publish(made, publish.Targets(github=target))
+    states = sorted((a["name"], a["state"]) for a in api.assets.values())
+    assert states == sorted((a.name, "uploaded") for a in made.artifacts)
+    assert [m for m, _ in api.requests].count("DELETE") == 1  # the broken "starter" asset
 
 
 def test_bad_token_is_one_line_without_the_token(api, target, tmp_path) -> None:
