@@ -85,22 +85,26 @@ class Release:
 # --- reading the image -------------------------------------------------------------------
 
 
-def partition_offset(image: Path, number: int) -> int:
+def partition_offset(image: Path, number: int, shown: str = "") -> int:
     """Byte offset of MBR partition NUMBER (1-4): the MBR is 4 entries of 16 bytes at 446."""
+    shown = shown or str(image)
     with image.open("rb") as f:
         mbr = f.read(SECTOR)
     if len(mbr) < SECTOR or mbr[510:512] != b"\x55\xaa":
-        raise ScoobyError(error(str(image), None, "not a disk image: no MBR partition table"))
+        raise ScoobyError(error(shown, None, "not a disk image: no MBR partition table"))
     entry = mbr[446 + 16 * (number - 1) : 446 + 16 * number]
     ptype, start, count = entry[4], *struct.unpack("<II", entry[8:16])
     if ptype == 0 or count == 0:
-        raise ScoobyError(error(str(image), None, f"partition {number} is missing"))
+        raise ScoobyError(error(shown, None, f"partition {number} is missing"))
     return start * SECTOR
 
 
-def read_image_file(image: Path, inside: str) -> str:
+def read_image_file(image: Path, inside: str, shown: str = "") -> str:
     """A file's text from the image's ext4 root, via debugfs: no loop device, no mount, no root."""
-    offset = partition_offset(image, layout.ROOT_PARTITION)
+    shown = shown or str(image)
+    if shutil.which("debugfs") is None:
+        raise ScoobyError(Diagnostic("", None, "debugfs not found: apt-get install e2fsprogs"))
+    offset = partition_offset(image, layout.ROOT_PARTITION, shown)
     done = subprocess.run(
         ["debugfs", "-R", f"cat {inside}", f"{image}?offset={offset}"],
         capture_output=True,
@@ -115,7 +119,7 @@ def read_image_file(image: Path, inside: str) -> str:
     ]
     if done.returncode != 0 or problem:
         why = problem[0] if problem else f"debugfs exited {done.returncode}"
-        raise ScoobyError(error(str(image), None, f"cannot read {inside} from the image: {why}"))
+        raise ScoobyError(error(shown, None, f"cannot read {inside} from the image: {why}"))
     return done.stdout
 
 
@@ -139,9 +143,11 @@ def parse_release_file(text: str, where: str) -> dict[str, str]:
     return values
 
 
-def image_release(image: Path) -> dict[str, str]:
-    where = f"{image}:{layout.RELEASE_FILE}"
-    return parse_release_file(read_image_file(image, layout.RELEASE_FILE), where)
+def image_release(image: Path, shown: str = "") -> dict[str, str]:
+    """The image's /etc/scooby/release; SHOWN names the image in messages (repo-relative)."""
+    shown = shown or str(image)
+    text = read_image_file(image, layout.RELEASE_FILE, shown)
+    return parse_release_file(text, f"{shown}:{layout.RELEASE_FILE}")
 
 
 # --- making artifacts --------------------------------------------------------------------
@@ -418,7 +424,7 @@ def make(
     if not image.is_file():
         rel = os.path.relpath(image, repo)
         raise ScoobyError(error(rel, None, "no image here: run `scooby build` first"))
-    info = image_release(image)
+    info = image_release(image, os.path.relpath(image, repo))
     digest = version.config_digest(repo)
     if info["CONFIG_DIGEST"] != digest:
         raise ScoobyError(
@@ -532,7 +538,7 @@ def run(args: argparse.Namespace) -> int:
 
         cluster = validated(repo)
         image = args.image if args.image.is_absolute() else repo / args.image
-        info = image_release(image) if image.is_file() else None
+        info = image_release(image, os.path.relpath(image, repo)) if image.is_file() else None
         targets = publish.targets(repo, info["SCOOBY_VERSION"] if info else None)
         with publish.progress() as bars:
             made = make(repo, image, dist, cluster, args.format, targets.url_for, bars)

@@ -235,7 +235,10 @@ def test_image_without_release_file_is_refused(tagged: Path, tmp_path: Path, cap
     make_image(image, {"SCOOBY_VERSION": "v1.2.3"})  # a release file that lacks keys
     assert cli.main(["release", "--repo", str(tagged), "--dry-run"]) == 1
     err = capsys.readouterr().err
-    assert "error: CONFIG_DIGEST: missing from the image's release file" in err
+    assert (
+        "images/scooby.img:/etc/scooby/release: error: CONFIG_DIGEST: "
+        "missing from the image's release file"
+    ) in err
     assert "Traceback" not in err
 
 
