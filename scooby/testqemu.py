@@ -342,7 +342,7 @@ class Session:
         if self.phases.status("master-ssh") == PASSED and self.master and self.master.running():
             self._save_journal("master-journal.txt", self.master_cmd)
         agent_up = self.agent_vm is not None and self.agent_vm.running()
-        if agent_up and self.phases.status("agent-root") == PASSED:
+        if agent_up and self.phases.status("agent-banner") == PASSED:
             self._save_journal("agent-journal.txt", self.agent_cmd)
 
     def _save_journal(self, name: str, command) -> None:
@@ -387,9 +387,20 @@ class Session:
         ):
             argv += ["-o", option]
         argv += [f"{self.user}@{host}", command]
-        return subprocess.run(
-            argv, capture_output=True, text=True, timeout=max(timeout, 1), check=False
-        )
+        # ssh's own failures (exit 255: sshd restarting as cloud-init finishes, a reset
+        # connection) are retried until the deadline; the command's own exit status is not.
+        deadline = time.monotonic() + max(timeout, 1)
+        while True:
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=max(deadline - time.monotonic(), 1),
+                check=False,
+            )
+            if done.returncode != 255 or time.monotonic() + 5 > deadline:
+                return done
+            time.sleep(3)
 
     def master_cmd(self, command: str, timeout: float = 120):
         return self._ssh("127.0.0.1", SSH_PORT, command, timeout)
@@ -620,11 +631,14 @@ class Session:
         root = self._check(self.agent_cmd, "findmnt -n -o FSTYPE,SOURCE /", deadline).split()
         if root[:1] != ["nfs"] or root[1:2] != [want]:
             raise Failed(f"/ is {' '.join(root)}, not nfs {want}")
-        rancher = self._check(
-            self.agent_cmd, "findmnt -n -o FSTYPE,SOURCE /var/lib/rancher", deadline
-        ).split()
+        rancher = self.agent_cmd("findmnt -n -o FSTYPE,SOURCE /var/lib/rancher", 60).stdout.split()
         if rancher[:1] != ["ext4"]:
-            raise Failed(f"/var/lib/rancher is {' '.join(rancher) or 'not mounted'}")
+            disks = self.agent_cmd("lsblk -n -o NAME,PARTUUID,FSTYPE", 60).stdout
+            unit = self.agent_cmd("systemctl status --no-pager -n 5 var-lib-rancher.mount", 60)
+            raise Failed(
+                f"/var/lib/rancher is {' '.join(rancher) or 'not mounted'}; disks: "
+                f"{' '.join(disks.split())}; {' '.join(unit.stdout.split())[-600:]}"
+            )
         partuuid = self._check(
             self.agent_cmd, f"lsblk -n -o PARTUUID {shlex.quote(rancher[1])}", deadline
         ).strip()
