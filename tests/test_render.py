@@ -332,3 +332,19 @@ def test_rendering_again_leaves_nothing_beside_the_tree(tmp_path: Path, backgrou
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert not (target / "stale-file").exists()
     assert tree(target) == tree(first.out)
+
+
+def test_the_join_token_lives_where_neither_tftp_nor_http_reach() -> None:
+    """The token is made at first boot (not rendered): its places must be outside both roots."""
+    served_roots = (layout.TFTP_ROOT, layout.HTTP_ROOT)
+    for name in ("willow", "xander"):
+        places = (
+            layout.K3S_AGENT_TOKEN_MASTER,
+            f"{layout.AGENT_LAYERS}/{name}{layout.K3S_AGENT_TOKEN}",
+            f"{layout.AGENT_MOUNTS}/{name}{layout.K3S_AGENT_TOKEN}",
+        )
+        for place in places:
+            assert not any(Path(place).is_relative_to(root) for root in served_roots), place
+    # and lighttpd follows no symlink out of its root
+    conf = (GOLDEN / "master/etc/lighttpd/lighttpd.conf").read_text()
+    assert 'server.follow-symlink = "disable"' in conf
