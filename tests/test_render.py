@@ -321,17 +321,46 @@ def test_internal_addresses_are_in_the_internal_network() -> None:
     assert ipaddress.IPv4Address("192.168.64.1") == cluster.master.internal.ip
 
 
-@pytest.mark.parametrize("background", [False, True])
-def test_rendering_again_leaves_nothing_beside_the_tree(tmp_path: Path, background: bool) -> None:
+@pytest.mark.parametrize("exchange", ["renameat2", "three renames"])
+def test_rendering_again_reuses_only_its_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: str
+) -> None:
+    """Each render is complete and exact, whatever the workspace beside OUT held before."""
+    if exchange == "three renames":  # file systems without RENAME_EXCHANGE
+        monkeypatch.setattr(render, "_exchange", lambda a, b: False)
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, repo)
     target = tmp_path / "out"
-    first = render.render(example(), target, background=background)
-    first.wait()
+    reference = tree(render.render(example(repo), tmp_path / "reference").out)
+    render.render(example(repo), target)
     (target / "stale-file").write_text("from an older render\n")
-    second = render.render(example(), target, background=background)
-    second.wait()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-    assert not (target / "stale-file").exists()
-    assert tree(target) == tree(first.out)
+    (target / "master/etc/hosts").unlink()
+    (target / "master/etc/hosts").mkdir()  # a directory where a file belongs
+    (target / "agents/willow/etc/hostname").chmod(0o600)
+    for _ in range(3):  # the tampered tree becomes the workspace, then OUT again
+        result = render.render(example(repo), target)
+        assert tree(target) == reference
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            ".out.next",
+            "out",
+            "reference",
+            "repo",
+        ]
+    assert oct((target / "agents/willow/etc/hostname").stat().st_mode & 0o777) == "0o644"
+    assert list(result.files) == sorted(reference)
+
+    # An agent removed, and a server/ file added and removed: nothing of either stays.
+    (repo / "agents/giles.agent").unlink()
+    (repo / "server/etc/hosts").write_text("127.0.0.1 localhost\n")
+    for _ in range(2):
+        result = render.render(example(repo), target)
+        assert not (target / "agents/giles").exists()
+        assert [d.path for d in result.diagnostics] == ["server/etc/hosts"]
+    (repo / "server/etc/hosts").unlink()
+    for _ in range(2):
+        result = render.render(example(repo), target)
+        assert result.diagnostics == ()
+        assert (target / "master/etc/hosts").read_bytes() != b"127.0.0.1 localhost\n"
 
 
 def test_the_join_token_lives_where_neither_tftp_nor_http_reach() -> None:
