@@ -527,7 +527,8 @@ class Session:
         rule = f"-A POSTROUTING -o {ext} -j MASQUERADE"
         if rule not in nat:
             raise Failed(f"no {rule!r} in the nat table: {' '.join(nat.split())!r}")
-        forward = self._check(self.master_cmd, "sysctl -n net.ipv4.ip_forward", deadline).strip()
+        forward = self._check(self.master_cmd, "cat /proc/sys/net/ipv4/ip_forward", deadline)
+        forward = forward.strip()
         if forward != "1":
             raise Failed(f"net.ipv4.ip_forward is {forward}")
         return f"{rule}; ip_forward=1"
