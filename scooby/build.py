@@ -96,18 +96,38 @@ class Stages:
         return value
 
 
-def check_host() -> None:
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+
+
+def runs_arm64() -> bool:
+    if shutil.which("arch-test") is None:
+        return True  # can't tell: mmdebstrap checks again and says so
+    return subprocess.run(["arch-test", "arm64"], capture_output=True).returncode == 0
+
+
+def enable_arm64_emulation(console) -> None:
+    """Containers often lack the binfmt_misc mount that qemu-user-static's registration
+    needs: mount it and enable qemu-aarch64, as the package's own install would have."""
+    if shutil.which("update-binfmts") is None:
+        return
+    console.print("enabling arm64 emulation (binfmt_misc, qemu-aarch64)")
+    if not (BINFMT / "register").exists():
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], check=False)
+    subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True)
+
+
+def check_host(console) -> None:
     """Fail before any slow work when this machine can't build."""
     problems = [f"`{t}` not found" for t in TOOLS if shutil.which(t) is None]
     if os.geteuid() != 0:
         problems.append("must run as root (or use ./scripts/build.sh --vagrant)")
-    elif shutil.which("arch-test") and (
-        subprocess.run(["arch-test", "arm64"], capture_output=True, check=False).returncode != 0
-    ):
-        problems.append(
-            "this machine can't run arm64 programs: install qemu-user-static and binfmt-support "
-            "(scripts/setup.sh), and mount binfmt_misc"
-        )
+    elif not runs_arm64():
+        enable_arm64_emulation(console)
+        if not runs_arm64():
+            problems.append(
+                "this machine can't run arm64 programs: install qemu-user-static and "
+                "binfmt-support, and make sure binfmt_misc is mounted"
+            )
     if problems:
         raise ScoobyError(
             [error("", None, f"{p} (see scripts/setup.sh)", "build") for p in problems]
@@ -153,7 +173,7 @@ def build(repo: Path, out: Path, k3s_mode: str, clean: bool, console, log):
         return (cluster, rendered), False, f"{len(rendered.files)} files"
 
     cluster, rendered = stages.run("render", do_render)
-    check_host()
+    check_host(console)
 
     def waiting():
         console.print(f"waiting for another build that uses {cache.root} ...")
