@@ -318,3 +318,64 @@ def test_interrupted_build_leaves_nothing_behind(repo: Path, image: Image):
     assert Path("/proc/mounts").read_text() == mounts
     after = image.path.stat()
     assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+def test_embedded_k3s(built, tmp_path: Path):
+    """`--k3s=embed` with the release files served from 127.0.0.1.
+
+    TEST DOUBLE: small fake `k3s-arm64` and air-gap files (GitHub can't be reached here);
+    config pins their sha256 the way it pins the real release's.
+    """
+    import hashlib
+    import http.server
+    import threading
+    from functools import partial
+
+    version = "v1.31.4+k3s1"
+    site = tmp_path / "site" / version
+    site.mkdir(parents=True)
+    (site / "k3s-arm64").write_bytes(b"#!/bin/sh\necho fake k3s (test double)\n")
+    (site / "k3s-airgap-images-arm64.tar.zst").write_bytes(b"fake air-gap images\n")
+    sha = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in site.iterdir()}
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = partial(Quiet, directory=str(site.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    repo = make_repo(ROOT / "build" / "test-image" / "repo-k3s")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    with open(repo / "config", "a") as config:
+        config.write(
+            f"LC_K3S_VERSION={version}\nLC_K3S_SHA256={sha['k3s-arm64']}\n"
+            f"LC_K3S_AIRGAP_SHA256={sha['k3s-airgap-images-arm64.tar.zst']}\n"
+        )
+    shutil.rmtree(repo / ".cache" / "downloads" / "k3s" / version, ignore_errors=True)
+    try:
+        done = subprocess.run(
+            ["scooby", "build", "--repo", str(repo), "--k3s=embed"],
+            capture_output=True,
+            text=True,
+            env={
+                **os.environ,
+                "SCOOBY_K3S_BASE_URL": f"http://127.0.0.1:{server.server_address[1]}",
+            },
+        )
+    finally:
+        server.shutdown()
+        shutil.rmtree(repo / ".cache" / "downloads" / "k3s" / version, ignore_errors=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{version} embedded" in done.stderr
+    image = Image(repo / "images" / "scooby.img")
+    binary = (site / "k3s-arm64").read_bytes()
+    assert image.read(layout.K3S_BINARY) == binary
+    assert "Mode:  0755" in image.stat(layout.K3S_BINARY)
+    assert image.read(layout.AGENT_SHARED + layout.K3S_BINARY) == binary
+    airgap = f"{layout.K3S_AIRGAP_DIR}/k3s-airgap-images-arm64.tar.zst"
+    assert image.read(airgap) == (site / "k3s-airgap-images-arm64.tar.zst").read_bytes()
+    assert "Links: 2" in image.stat(airgap)  # the agents' copy is the same inode
+    release = image.read(layout.RELEASE_FILE).decode()
+    assert "K3S_MODE=embedded" in release and f"K3S_VERSION={version}" in release

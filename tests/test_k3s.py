@@ -21,6 +21,11 @@ from scooby.model import K3s
 VERSION = "v1.31.4+k3s1"
 
 
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture
 def release(tmp_path: Path):
     """A local 'release site' serving fake k3s-arm64 and air-gap files under VERSION/."""
@@ -29,8 +34,7 @@ def release(tmp_path: Path):
     folder.mkdir(parents=True)
     (folder / k3s.BINARY).write_bytes(b"fake k3s binary (test double)\n")
     (folder / k3s.AIRGAP).write_bytes(b"fake air-gap images (test double)\n")
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *a: None
+    handler = partial(Quiet, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
