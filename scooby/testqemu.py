@@ -22,6 +22,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -199,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
     cluster = validated(repo)
     agent = _pick_agent(cluster, args.agent)
     check_host(cluster, image, args.identity)
-    console = Console(stderr=True)
+    # In a CI log (no terminal) the table and paths keep full lines rather than 80 columns.
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
     session = Session(cluster, agent, image, out, args.identity, console)
     phases = session.run(keep=args.keep)
     return 0 if phases.ok else 1
@@ -370,7 +372,9 @@ class Session:
         }
         (self.out / "phases.json").write_text(json.dumps(data, indent=2) + "\n")
         if not self.phases.ok:
-            self.console.print(f"evidence: {self.out}/ (consoles, journal, phase table)")
+            self.console.print(
+                f"evidence: {self.out}/ (consoles, journal, phase table)", soft_wrap=True
+            )
 
     # -- SSH --------------------------------------------------------------------------
 

@@ -171,8 +171,9 @@ def broken_copy(image: Path, dest: Path, path: str) -> Path:
 
 
 def test_without_its_dnsmasq_config_the_agent_gets_no_dhcp(built: Built, tmp_path: Path) -> None:
-    """The master boots and serves SSH, but nothing answers the boot ROM: agent-bootrom fails,
-    what needs it is not run, and the evidence (consoles, journal, table) is kept."""
+    """The master boots and serves SSH, but nothing answers the boot ROM: agent-bootrom fails
+    (and the isolation probe finds no TFTP on the internal side), what needs them is not run,
+    and the evidence (consoles, journal, table) is kept."""
     image = broken_copy(built.image, tmp_path / "broken.img", "/etc/dnsmasq.d/scooby.conf")
     out = tmp_path / "evidence"
     done, report = run_test_qemu(built, image, out)
@@ -181,6 +182,8 @@ def test_without_its_dnsmasq_config_the_agent_gets_no_dhcp(built: Built, tmp_pat
     assert got["master-banner"][0] == "passed"
     assert got["agent-bootrom"][0] == "FAILED"
     assert "no DHCP lease for b8:27:eb:81:1a:52" in got["agent-bootrom"][1]
+    # TFTP went with the config: the internal side of the isolation probe says so.
+    assert got["external-isolation"] == ("FAILED", "udp/69 does not answer on the internal side")
     for name in ("agent-banner", "agent-root", "agent-write", "agent-reset", "agent-reboot"):
         assert got[name][0] == "not run", (name, got[name])
     assert "BUFFY WILL PATROL TONIGHT" in (out / "master.console.log").read_text()
