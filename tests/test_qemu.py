@@ -14,7 +14,9 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,15 +99,22 @@ def built() -> Built:
 
 
 def run_test_qemu(built: Built, image: Path, out: Path) -> tuple[subprocess.CompletedProcess, dict]:
-    """Run `scooby test-qemu`; its result and OUT/phases.json."""
-    done = subprocess.run(
+    """Run `scooby test-qemu`; its result and OUT/phases.json. Cleaned up after it or not."""
+    proc = start_test_qemu(built, image, out)
+    stdout, stderr = proc.communicate(timeout=3600)
+    assert_cleaned_up(proc.pid, out)
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    return done, json.loads((out / "phases.json").read_text())
+
+
+def start_test_qemu(built: Built, image: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
         ["scooby", "test-qemu", "--repo", str(built.repo), "--image", str(image)]
         + ["--identity", str(built.key), "--out", str(out)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=3600,
     )
-    return done, json.loads((out / "phases.json").read_text())
 
 
 def statuses(report: dict) -> dict[str, tuple[str, str]]:
@@ -120,12 +129,12 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def assert_cleaned_up(out: Path) -> None:
-    """No QEMU process and no namespace of the run is left."""
-    argvs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert not [a for a in argvs.splitlines() if a.startswith(qemuvm.QEMU) and str(out) in a]
+def assert_cleaned_up(pid: int, out: Path) -> None:
+    """No QEMU process (its console is under `out`) and no namespace of the run `pid` is left."""
+    qemus = subprocess.run(["pgrep", "-af", f"path={out}/"], capture_output=True, text=True)
+    assert not qemus.stdout.strip(), qemus.stdout
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert "scbq" not in listed, listed
+    assert f"scbq{pid % 100000}-" not in listed, listed
 
 
 def test_the_default_image_boots_and_netboots_an_agent(built: Built) -> None:
@@ -151,7 +160,6 @@ def test_the_default_image_boots_and_netboots_an_agent(built: Built) -> None:
     assert timings["qemu_start_to_master_banner"] > 0
     assert timings["qemu_start_to_agent_banner"] > 0
     assert sha256(built.image) == before  # booted through a copy-on-write overlay only
-    assert_cleaned_up(out)
 
 
 def broken_copy(image: Path, dest: Path, path: str) -> Path:
@@ -191,4 +199,24 @@ def test_without_its_dnsmasq_config_the_agent_gets_no_dhcp(built: Built, tmp_pat
     assert "dnsmasq" in journal and "DHCPOFFER" not in journal
     assert "FAILED" in (out / "phases.txt").read_text()
     assert f"evidence: {out}/" in done.stderr
-    assert_cleaned_up(out)
+
+
+def test_sigterm_mid_boot_stops_every_vm_and_namespace(built: Built, tmp_path: Path) -> None:
+    """Killed while the master boots (as CI's timeout or Ctrl-C would): QEMU and both
+    namespaces go, the running phase is reported as interrupted, the console is kept."""
+    out = tmp_path / "evidence"
+    proc = start_test_qemu(built, built.image, out)
+    console = out / "master.console.log"
+    deadline = time.monotonic() + 120
+    while not (console.exists() and "Linux version" in console.read_text(errors="replace")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.5)
+    ns = f"scbq{proc.pid % 100000}-net"
+    assert ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert_cleaned_up(proc.pid, out)
+    got = statuses(json.loads((out / "phases.json").read_text()))
+    assert got["master-banner"] == ("FAILED", "interrupted (SIGTERM)")
+    assert "Linux version" in console.read_text(errors="replace")
