@@ -244,6 +244,21 @@ def check_host(cluster, image: Path, identity: Path | None) -> None:
         raise ScoobyError(problems)
 
 
+EVIDENCE_FILES = ("*.console.log", "*.console-*.log", "*.qemu.log", "*-journal.txt",
+                  "phases.txt", "phases.json", "work")  # fmt: skip
+
+
+def clear_evidence(out: Path) -> None:
+    """An earlier run's evidence goes; anything else in `out` (a user's --out) stays."""
+    out.mkdir(parents=True, exist_ok=True)
+    for pattern in EVIDENCE_FILES:
+        for path in out.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
 class Interrupted(BaseException):
     """SIGTERM or SIGHUP: unwinds like Ctrl-C, through every `finally` that cleans up."""
 
@@ -288,9 +303,7 @@ class Session:
 
     # The order is the data flow's; `needs` skips what cannot run after a failure.
     def run(self, keep: bool = False) -> Phases:
-        if self.out.exists():
-            shutil.rmtree(self.out)
-        self.out.mkdir(parents=True)
+        clear_evidence(self.out)
         self.work = Path(tempfile.mkdtemp(prefix="scooby-test-qemu."))
         old = {signal.SIGINT: signal.getsignal(signal.SIGINT)}
         old |= {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}

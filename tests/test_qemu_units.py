@@ -244,3 +244,14 @@ def test_the_qemu_command_is_tcg_virt_with_the_nics_in_order(tmp_path: Path) -> 
     assert "-M virt -cpu cortex-a72 -smp 2" in text and "-accel" not in text
     assert "-nodefaults" in argv
     assert text.index("netdev=nic0,mac=52:54:00:00:00:01") < text.index("netdev=nic1")
+
+
+def test_only_an_earlier_runs_evidence_is_cleared(tmp_path: Path) -> None:
+    for name in ("master.console.log", "willow.console-2.log", "master.console.qemu.log",
+                 "master-journal.txt", "phases.txt", "phases.json", "work/disk.img",
+                 "notes.txt", "keep/me.log"):  # fmt: skip
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    testqemu.clear_evidence(tmp_path)
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    assert left == ["keep", "keep/me.log", "notes.txt"]
