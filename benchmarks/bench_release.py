@@ -27,7 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from conftest import WILLOW, write_repo  # noqa: E402
 from release_images import release_values  # noqa: E402
 
-from scooby import layout, release  # noqa: E402
+from scooby import diskimage, layout, release  # noqa: E402
 from scooby.validate import validated  # noqa: E402
 
 MiB = 1024 * 1024
@@ -96,8 +96,8 @@ def make_image(path: Path, tree: Path, release_text: str, size: int = int(3.5 * 
 
 def used_bytes(image: Path) -> int:
     """Bytes in use: ext4 blocks in use (metadata and journal included) plus FAT clusters."""
-    root = release.partition_offset(image, layout.ROOT_PARTITION)
-    boot = release.partition_offset(image, layout.BOOT_PARTITION)
+    root = diskimage.partition(image, layout.ROOT_PARTITION).offset
+    boot = diskimage.partition(image, layout.BOOT_PARTITION).offset
     info = run("dumpe2fs", "-h", f"{image}?offset={root}")
     fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
     ext4 = (int(fields["Block count"]) - int(fields["Free blocks"])) * int(fields["Block size"])

@@ -14,7 +14,6 @@ VMs          qemu-system-aarch64 -M virt under TCG, each in its own process grou
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
 import signal
@@ -24,11 +23,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scooby import layout
+from scooby import diskimage, layout
 
 QEMU = "qemu-system-aarch64"
 MACHINE = ["-M", "virt", "-cpu", "cortex-a72", "-smp", "2"]
-SECTOR = 512
 MIB = 1024 * 1024
 TOOLS = (QEMU, "qemu-img", "mcopy", "sfdisk", "mke2fs", "ip", "ssh", "ssh-keygen")
 
@@ -36,15 +34,9 @@ TOOLS = (QEMU, "qemu-img", "mcopy", "sfdisk", "mke2fs", "ip", "ssh", "ssh-keygen
 # -- the image and its boot files -------------------------------------------------------
 
 
-def partitions(image: Path) -> list[dict]:
-    """The partition table of a disk image file (sfdisk -J: start and size in sectors)."""
-    done = subprocess.run(["sfdisk", "-J", str(image)], capture_output=True, text=True, check=True)
-    return json.loads(done.stdout)["partitiontable"]["partitions"]
-
-
 def boot_files(image: Path, out: Path, names: tuple[str, ...]) -> dict[str, Path]:
     """Copy `names` out of the image's FAT boot partition (mtools at an offset: no mount)."""
-    start = partitions(image)[layout.BOOT_PARTITION - 1]["start"] * SECTOR
+    start = diskimage.partition(image, layout.BOOT_PARTITION).offset
     out.mkdir(parents=True, exist_ok=True)
     found = {}
     for name in names:
@@ -126,8 +118,8 @@ def scratch_disk(path: Path, partuuid: str, size: int = 512 * MIB) -> Path:
         text=True,
         check=True,
     )
-    last = partitions(path)[-1]
-    offset, length = last["start"] * SECTOR, last["size"] * SECTOR
+    last = diskimage.partitions(path)[-1]
+    offset, length = last.offset, last.size
     subprocess.run(
         ["mke2fs", "-q", "-F", "-t", "ext4", "-E", f"offset={offset}", str(path)]
         + [f"{length // 1024}k"],

@@ -13,7 +13,6 @@ Bullseye and bookworm images share this layout (FAT then ext4, MBR).
 
 from __future__ import annotations
 
-import json
 import lzma
 import os
 import shutil
@@ -21,10 +20,10 @@ import subprocess
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from scooby import layout
+from scooby import diskimage, layout
+from scooby.diskimage import Partition
 from scooby.errors import ScoobyError, error
 from scooby.k3s import sha256_file
 
@@ -32,14 +31,6 @@ KERNEL_NAMES = {"kernel8.img": layout.KERNEL, "initramfs8": layout.INITRD}
 FAT_TYPES = {"b", "c", "e", "6", "ef"}
 EXT_TYPES = {"83"}
 CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class Partition:
-    number: int
-    offset: int  # bytes
-    size: int  # bytes
-    type: str
 
 
 def download(href: str, sha256: str, downloads: Path) -> Path:
@@ -91,15 +82,10 @@ def unpack(archive: Path, out: Path) -> Path:
 
 
 def partitions(image: Path) -> list[Partition]:
-    done = subprocess.run(["sfdisk", "-J", str(image)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise _error(f"{image.name}: no partition table ({done.stderr.strip()})")
-    table = json.loads(done.stdout)["partitiontable"]
-    unit = table.get("sectorsize", 512)
-    return [
-        Partition(i + 1, p["start"] * unit, p["size"] * unit, p["type"].lower())
-        for i, p in enumerate(table["partitions"])
-    ]
+    try:
+        return diskimage.partitions(image, image.name)
+    except ScoobyError as exc:  # reported against the setting that named the file
+        raise _error(exc.diagnostics[0].message) from None
 
 
 def boot_and_root(parts: list[Partition]) -> tuple[Partition, Partition]:

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from scooby import layout, version
+from scooby import diskimage, layout, version
 from scooby.errors import Diagnostic, ScoobyError, error
 from scooby.model import Cluster
 
@@ -36,7 +35,6 @@ HELP = (
 DEFAULT_IMAGE = "images/scooby.img"
 DEFAULT_DIST = "dist"
 CHUNK = 4 * 1024 * 1024
-SECTOR = 512
 
 # zstd -T0 uses every core. --long=27 (a 128 MiB window) finds the copies an image holds (the
 # kernel and initrd in the FAT partition, /boot and the agents' TFTP folder): on a real build
@@ -85,26 +83,12 @@ class Release:
 # --- reading the image -------------------------------------------------------------------
 
 
-def partition_offset(image: Path, number: int, shown: str = "") -> int:
-    """Byte offset of MBR partition NUMBER (1-4): the MBR is 4 entries of 16 bytes at 446."""
-    shown = shown or str(image)
-    with image.open("rb") as f:
-        mbr = f.read(SECTOR)
-    if len(mbr) < SECTOR or mbr[510:512] != b"\x55\xaa":
-        raise ScoobyError(error(shown, None, "not a disk image: no MBR partition table"))
-    entry = mbr[446 + 16 * (number - 1) : 446 + 16 * number]
-    ptype, start, count = entry[4], *struct.unpack("<II", entry[8:16])
-    if ptype == 0 or count == 0:
-        raise ScoobyError(error(shown, None, f"partition {number} is missing"))
-    return start * SECTOR
-
-
 def read_image_file(image: Path, inside: str, shown: str = "") -> str:
     """A file's text from the image's ext4 root, via debugfs: no loop device, no mount, no root."""
     shown = shown or str(image)
     if shutil.which("debugfs") is None:
         raise ScoobyError(Diagnostic("", None, "debugfs not found: apt-get install e2fsprogs"))
-    offset = partition_offset(image, layout.ROOT_PARTITION, shown)
+    offset = diskimage.partition(image, layout.ROOT_PARTITION, shown).offset
     done = subprocess.run(
         ["debugfs", "-R", f"cat {inside}", f"{image}?offset={offset}"],
         capture_output=True,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from scooby import layout, qemuvm
+from scooby import diskimage, layout
 
 pytestmark = [
     pytest.mark.qemu,
@@ -165,7 +165,7 @@ def test_the_default_image_boots_and_netboots_an_agent(built: Built) -> None:
 def broken_copy(image: Path, dest: Path, path: str) -> Path:
     """A copy of `image` with `path` removed from its root file system (debugfs, no mount)."""
     subprocess.run(["cp", "--sparse=always", str(image), str(dest)], check=True)
-    start = qemuvm.partitions(dest)[layout.ROOT_PARTITION - 1]["start"] * 512
+    start = diskimage.partition(dest, layout.ROOT_PARTITION).offset
     subprocess.run(
         ["debugfs", "-w", "-R", f"rm {path}", f"{dest}?offset={start}"],
         check=True,

@@ -245,7 +245,7 @@ def test_image_without_release_file_is_refused(tagged: Path, tmp_path: Path, cap
 def test_not_a_disk_image(tmp_path: Path) -> None:
     bogus = tmp_path / "x.img"
     bogus.write_bytes(b"\0" * 4096)
-    with pytest.raises(release.ScoobyError, match="no MBR partition table"):
+    with pytest.raises(release.ScoobyError, match="not a disk image"):
         release.image_release(bogus)
 
 
