@@ -2,8 +2,8 @@
 
 `scooby test-qemu` plays it on the test's internal network, from the agent's MAC, against the
 master VM's real dnsmasq, to fetch the agent's kernel, initrd and cmdline.txt. The packets are
-the ones the Pi 3 and Pi 4 boot ROMs send (as tests/test_live_netboot.py plays them against a
-rendered dnsmasq). Sockets are opened inside a network namespace of the caller's (`inside`), so
+the ones the Pi 3 and Pi 4 boot ROMs send; tests/test_live_netboot.py plays them against a
+rendered dnsmasq. Sockets are opened inside a network namespace of the caller's (`inside`), so
 nothing reaches any other network.
 """
 
@@ -157,17 +157,21 @@ def dhcp(
     extra: dict[int, bytes] | None = None,
     wait: float = 5,
 ) -> Reply | None:
-    """Send one DHCP message from `device` in `netns`; the server's reply, or None."""
+    """A DHCP message from `device` in `netns`, sent every second as a boot ROM does, until
+    the server replies (the reply) or `wait` seconds pass (None)."""
     xid = random.getrandbits(32)
+    frame = dhcp_frame(mac, xid, kind, extra)
     with (
         inside(netns),
         socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800)) as s,
     ):
         s.bind((device, 0))
         s.settimeout(0.2)
-        s.send(dhcp_frame(mac, xid, kind, extra))
-        deadline = time.monotonic() + wait
+        deadline, resend = time.monotonic() + wait, 0.0
         while time.monotonic() < deadline:
+            if time.monotonic() >= resend:
+                s.send(frame)
+                resend = time.monotonic() + 1
             try:
                 reply = parse_reply(s.recv(2048), xid)
             except TimeoutError:
@@ -204,10 +208,9 @@ def tftp_get(
     size = 512
     data, expected = bytearray(), 1
     with inside(netns), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        packet, peer = _first_answer(s, request, (str(server), 69))
         s.settimeout(timeout)
-        s.sendto(request, (str(server), 69))
         while True:
-            packet, peer = s.recvfrom(65536)
             opcode = struct.unpack("!H", packet[:2])[0]
             if opcode == 5:
                 message = packet[4:].rstrip(b"\0").decode(errors="replace")
@@ -216,13 +219,26 @@ def tftp_get(
                 fields = packet[2:].split(b"\0")
                 size = int(fields[fields.index(b"blksize") + 1])
                 s.sendto(b"\x00\x04\x00\x00", peer)
-                continue
-            if opcode != 3:
+            elif opcode != 3:
                 raise OSError(f"TFTP: unexpected opcode {opcode} for {filename}")
-            block = struct.unpack("!H", packet[2:4])[0]
-            s.sendto(b"\x00\x04" + packet[2:4], peer)
-            if block == expected & 0xFFFF:
-                data += packet[4:]
-                expected += 1
-                if len(packet) - 4 < size:
-                    return bytes(data)
+            else:
+                block = struct.unpack("!H", packet[2:4])[0]
+                s.sendto(b"\x00\x04" + packet[2:4], peer)
+                if block == expected & 0xFFFF:
+                    data += packet[4:]
+                    expected += 1
+                    if len(packet) - 4 < size:
+                        return bytes(data)
+            packet, peer = s.recvfrom(65536)
+
+
+def _first_answer(s: socket.socket, request: bytes, server: tuple[str, int]):
+    """Send the request, again if need be (as a boot ROM does), until the server answers."""
+    s.settimeout(2)
+    for _attempt in range(3):
+        s.sendto(request, server)
+        try:
+            return s.recvfrom(65536)
+        except TimeoutError:
+            continue
+    raise TimeoutError(f"no TFTP answer from {server}")

@@ -15,7 +15,6 @@ from the rendered fstab and reset with the documented recipe below.
 
 from __future__ import annotations
 
-import ctypes
 import http.client
 import ipaddress
 import os
@@ -35,7 +34,8 @@ from pathlib import Path
 
 import pytest
 
-from scooby import checks, layout, render, tftp, validate
+from scooby import bootrom, checks, layout, render, tftp, validate
+from scooby.bootrom import ACK, DISCOVER, OFFER, REQUEST, Reply, inside, pxe_suboptions
 from scooby.model import Agent, Cluster
 
 pytestmark = [
@@ -44,7 +44,6 @@ pytestmark = [
 ]
 
 EXAMPLE = Path(__file__).parent / "data" / "example-repo"
-PI_VENDOR_CLASS = b"PXEClient:Arch:00000:UNDI:002001"  # what the Pi 3 and Pi 4 boot ROMs send
 PI_BOOT_MENU = b"Raspberry Pi Boot   "
 UNKNOWN_MAC = "02:5c:00:b7:00:01"
 # Placeholder boot files: Pi 3 and Pi 4 firmware, kernel, initrd, a DTB and an overlay.
@@ -63,27 +62,9 @@ BOOT_FILES = (
 
 # -- network namespaces ----------------------------------------------------------------
 
-_libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNET = 0x40000000
-
 
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
-
-
-@contextmanager
-def inside(netns: str) -> Iterator[None]:
-    """Run the body in a network namespace (this thread only): its sockets stay there."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {netns}")
-        yield
-    finally:
-        _libc.setns(own, CLONE_NEWNET)
-        os.close(own)
-        os.close(target)
 
 
 @dataclass
@@ -218,171 +199,17 @@ def _wait_for_http(net: Net, procs: list[subprocess.Popen]) -> None:
     raise AssertionError("lighttpd did not start listening")
 
 
-# -- a Raspberry Pi boot ROM: DHCP over a raw socket -----------------------------------
-
-DHCP_MAGIC = b"\x63\x82\x53\x63"
-DISCOVER, OFFER, REQUEST, ACK = 1, 2, 3, 5
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def dhcp_frame(mac: str, xid: int, kind: int, extra: dict[int, bytes] | None = None) -> bytes:
-    """An Ethernet frame with the DHCP message a Pi boot ROM sends, from 0.0.0.0:68."""
-    hw = bytes.fromhex(mac.replace(":", ""))
-    options = {
-        53: bytes([kind]),
-        60: PI_VENDOR_CLASS,
-        93: b"\x00\x00",  # client architecture: x86 BIOS, as the Pi claims
-        94: b"\x01\x02\x01",  # UNDI 2.1
-        97: b"\x00" + uuid.UUID(int=int(mac.replace(":", ""), 16)).bytes,  # client GUID
-        55: bytes([1, 3, 6, 15, 43, 54, 60, 66, 67]),
-        **(extra or {}),
-    }
-    bootp = struct.pack(
-        "!BBBBIHH4s4s4s4s16s64s128s",
-        1,  # BOOTREQUEST
-        1,  # Ethernet
-        6,
-        0,
-        xid,
-        0,
-        0x8000,  # broadcast the reply: we have no address yet
-        b"\0" * 4,
-        b"\0" * 4,
-        b"\0" * 4,
-        b"\0" * 4,
-        hw,
-        b"",
-        b"",
-    )
-    body = DHCP_MAGIC + b"".join(bytes([k, len(v)]) + v for k, v in options.items()) + b"\xff"
-    payload = bootp + body
-    udp = struct.pack("!HHHH", 68, 67, 8 + len(payload), 0) + payload
-    ip = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, b"\0" * 4, b"\xff" * 4
-    )
-    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
-    return b"\xff" * 6 + hw + b"\x08\x00" + ip + udp
-
-
-@dataclass
-class Reply:
-    kind: int
-    yiaddr: ipaddress.IPv4Address
-    siaddr: ipaddress.IPv4Address
-    options: dict[int, bytes]
-
-
-def parse_reply(frame: bytes, xid: int) -> Reply | None:
-    if frame[12:14] != b"\x08\x00" or frame[23] != 17:
-        return None
-    ihl = (frame[14] & 0x0F) * 4
-    udp = frame[14 + ihl :]
-    if struct.unpack("!H", udp[2:4])[0] != 68:
-        return None
-    bootp = udp[8:]
-    if bootp[0] != 2 or struct.unpack("!I", bootp[4:8])[0] != xid or bootp[236:240] != DHCP_MAGIC:
-        return None
-    options, i = {}, 240
-    while i < len(bootp) and bootp[i] != 255:
-        if bootp[i] == 0:
-            i += 1
-            continue
-        options[bootp[i]] = bootp[i + 2 : i + 2 + bootp[i + 1]]
-        i += 2 + bootp[i + 1]
-    return Reply(
-        options[53][0],
-        ipaddress.IPv4Address(bootp[16:20]),
-        ipaddress.IPv4Address(bootp[20:24]),
-        options,
-    )
+# -- the boot ROM: scooby.bootrom, from the pi namespace's eth0 -------------------------
 
 
 def dhcp(
     net: Net, mac: str, kind: int, extra: dict[int, bytes] | None = None, wait: float = 5
 ) -> Reply | None:
-    """A DHCP message from the pi namespace, sent every second as a boot ROM does, until
-    the server replies (the reply) or `wait` seconds pass (None)."""
-    xid = random.getrandbits(32)
-    frame = dhcp_frame(mac, xid, kind, extra)
-    with (
-        inside(net.pi),
-        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800)) as s,
-    ):
-        s.bind(("eth0", 0))
-        s.settimeout(0.2)
-        deadline = time.monotonic() + wait
-        resend = 0.0
-        while time.monotonic() < deadline:
-            if time.monotonic() >= resend:
-                s.send(frame)
-                resend = time.monotonic() + 1
-            try:
-                reply = parse_reply(s.recv(2048), xid)
-            except TimeoutError:
-                continue
-            if reply is not None:
-                return reply
-    return None
-
-
-def pxe_suboptions(option43: bytes) -> dict[int, bytes]:
-    found, i = {}, 0
-    while i < len(option43) and option43[i] != 255:
-        found[option43[i]] = option43[i + 2 : i + 2 + option43[i + 1]]
-        i += 2 + option43[i + 1]
-    return found
-
-
-# -- TFTP (RFC 1350, with the blksize option of RFC 2348 as the Pi 4 uses it) --------
+    return bootrom.dhcp(net.pi, "eth0", mac, kind, extra, wait)
 
 
 def tftp_get(net: Net, filename: str, blksize: int | None = None) -> bytes:
-    request = b"\x00\x01" + filename.encode() + b"\0octet\0"
-    if blksize:
-        request += b"blksize\0" + str(blksize).encode() + b"\0"
-    size = 512
-    data, expected = bytearray(), 1
-    with inside(net.pi), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        packet, peer = _first_answer(s, request, (str(net.server), 69))
-        s.settimeout(5)
-        while True:
-            opcode = struct.unpack("!H", packet[:2])[0]
-            if opcode == 5:
-                raise FileNotFoundError(f"TFTP error for {filename}: {packet[4:-1].decode()}")
-            if opcode == 6:  # OACK: the server took our block size
-                fields = packet[2:].split(b"\0")
-                size = int(fields[fields.index(b"blksize") + 1])
-                s.sendto(b"\x00\x04\x00\x00", peer)
-            else:
-                assert opcode == 3, packet[:4]
-                block = struct.unpack("!H", packet[2:4])[0]
-                s.sendto(b"\x00\x04" + packet[2:4], peer)
-                if block == expected:
-                    data += packet[4:]
-                    expected += 1
-                    if len(packet) - 4 < size:
-                        return bytes(data)
-            packet, peer = s.recvfrom(65536)
-
-
-def _first_answer(s: socket.socket, request: bytes, server: tuple[str, int]):
-    """Send the request, again if need be (as a boot ROM does), until the server answers."""
-    s.settimeout(2)
-    for _attempt in range(3):
-        s.sendto(request, server)
-        try:
-            return s.recvfrom(65536)
-        except TimeoutError:
-            continue
-    raise TimeoutError(f"no TFTP answer from {server}")
+    return bootrom.tftp_get(net.pi, net.server, filename, blksize)
 
 
 # -- HTTP from a given agent address ------------------------------------------------------
