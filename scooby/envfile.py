@@ -4,6 +4,9 @@ The original sourced these files with `sh`; python-dotenv's parser accepts the s
 documented forms (quotes, comments, empty values, `export `, CRLF) and keeps each binding's
 line, which every later error message needs. Variable interpolation is left off: none of
 the documented examples use it, and a `$` in a value is kept literally.
+
+`read_text` is how every user file (manifests and YAML/JSON too) is read: one error line
+for an unreadable, non-UTF-8 or binary file.
 """
 
 from __future__ import annotations
@@ -79,13 +82,18 @@ def parse(text: str, rel: str) -> tuple[EnvFile, list[Diagnostic]]:
     return EnvFile(rel, tuple(entries)), problems
 
 
-def load(path: Path, repo: Path) -> tuple[EnvFile, list[Diagnostic]]:
-    rel = path.relative_to(repo).as_posix()
+def read_text(path: Path, rel: str) -> tuple[str | None, list[Diagnostic]]:
+    """A user's text file (env file, manifest, YAML/JSON): its text, or why it has none."""
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return EnvFile(rel, (), False), [error(rel, None, f"cannot read: {exc.strerror}")]
-    text, problems = decode(data, rel)
+        return None, [error(rel, None, f"cannot read: {exc.strerror}")]
+    return decode(data, rel)
+
+
+def load(path: Path, repo: Path) -> tuple[EnvFile, list[Diagnostic]]:
+    rel = path.relative_to(repo).as_posix()
+    text, problems = read_text(path, rel)
     if text is None:
         return EnvFile(rel, (), False), problems
     return parse(text, rel)

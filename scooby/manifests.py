@@ -21,7 +21,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
-from scooby import SCHEMAS_DIR, schema
+from scooby import SCHEMAS_DIR, envfile, schema
 from scooby.errors import Diagnostic, error, warning
 from scooby.model import MANIFESTS
 
@@ -99,15 +99,9 @@ class _Context:
 
 
 def check_file(path: Path, rel: str, context: _Context) -> list[Diagnostic]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return [error(rel, None, f"cannot read: {exc.strerror}")]
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return [error(rel, data[: exc.start].count(b"\n") + 1, "not valid UTF-8 text")]
-    out: list[Diagnostic] = []
+    text, out = envfile.read_text(path, rel)
+    if text is None:
+        return out
     if rel.endswith(".json"):
         try:
             json.loads(text)

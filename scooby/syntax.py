@@ -11,18 +11,14 @@ import json
 import sys
 from pathlib import Path
 
+from scooby import envfile
 from scooby.errors import Diagnostic, error
 
 
 def check(path: Path, rel: str) -> list[Diagnostic]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return [error(rel, None, f"cannot read: {exc.strerror}")]
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return [error(rel, data[: exc.start].count(b"\n") + 1, "not valid UTF-8 text")]
+    text, problems = envfile.read_text(path, rel)
+    if text is None:
+        return problems
     if path.suffix == ".json":
         return _json(text, rel)
     return _yaml(text, rel)
