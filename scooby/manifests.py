@@ -21,7 +21,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
-from scooby import SCHEMAS_DIR, envfile, schema
+from scooby import SCHEMAS_DIR, envfile, schema, syntax
 from scooby.errors import Diagnostic, error, warning
 from scooby.model import MANIFESTS
 
@@ -102,13 +102,8 @@ def check_file(path: Path, rel: str, context: _Context) -> list[Diagnostic]:
     text, out = envfile.read_text(path, rel)
     if text is None:
         return out
-    if rel.endswith(".json"):
-        try:
-            json.loads(text)
-        except json.JSONDecodeError as exc:
-            return [error(rel, exc.lineno, f"not valid JSON: {exc.msg}")]
-        except RecursionError:
-            return [error(rel, 1, "not valid JSON: nested too deeply")]
+    if rel.endswith(".json") and (problems := syntax.json_problems(text, rel)):
+        return problems
     for doc in documents(text, rel, out):
         try:
             out += check_document(doc, rel, context)

@@ -20,11 +20,11 @@ def check(path: Path, rel: str) -> list[Diagnostic]:
     if text is None:
         return problems
     if path.suffix == ".json":
-        return _json(text, rel)
+        return json_problems(text, rel)
     return _yaml(text, rel)
 
 
-def _json(text: str, rel: str) -> list[Diagnostic]:
+def json_problems(text: str, rel: str) -> list[Diagnostic]:
     try:
         json.loads(text)
     except json.JSONDecodeError as exc:
