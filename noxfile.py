@@ -23,10 +23,12 @@ def _install(session: nox.Session, *extras: str) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff, the schemas against their metaschema, and every pre-commit hook on all files."""
+    """ruff, the stages' import rule (import-linter), the schemas against their metaschema,
+    and every pre-commit hook on all files."""
     _install(session, "lint", "test")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", "--diff", ".")
+    session.run("lint-imports")  # pyproject.toml's [tool.importlinter] contracts
     session.run("check-jsonschema", "--check-metaschema", *sorted(map(str, _schemas())))
     session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *_workflows())
     session.run("zizmor", "--offline", *_workflows())
@@ -71,10 +73,10 @@ def build(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def test_qemu(session: nox.Session) -> None:
     """Boot the default image in QEMU and network-boot an agent from it (as root; builds the
-    image first, `--k3s=none`): `pytest -m qemu tests/test_qemu.py` (pytest arguments after
+    image first, `--k3s=none`): `pytest -m qemu tests/testqemu/test_qemu.py` (pytest arguments after
     `--`). For your own image: `scooby test-qemu`."""
     _install(session, "test")
-    session.run("pytest", "-m", "qemu", "tests/test_qemu.py", *session.posargs)
+    session.run("pytest", "-m", "qemu", "tests/testqemu/test_qemu.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -27,8 +27,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from conftest import WILLOW, write_repo  # noqa: E402
 from release_images import release_values  # noqa: E402
 
-from scooby import diskimage, layout, release  # noqa: E402
-from scooby.validate import validated  # noqa: E402
+from scooby.core import layout  # noqa: E402
+from scooby.release import artifacts as release  # noqa: E402
+from scooby.util import diskimage  # noqa: E402
+from scooby.validate.validator import validated  # noqa: E402
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB

@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+EXAMPLE = TESTS / "data" / "example-repo"  # the example the golden render tree comes from
+GOLDEN = TESTS / "golden" / "example"
 
 WILLOW = """\
 AGENT_ETHERNET=b8:27:eb:81:1a:52

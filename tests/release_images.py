@@ -8,7 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from scooby import layout, version
+from scooby.core import layout
+from scooby.load import version
 
 MiB = 1024 * 1024
 BOOT_START = 1 * MiB

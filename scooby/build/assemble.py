@@ -1,0 +1,188 @@
+"""`assemble`: the master's root and boot trees, ready to pack.
+
+    master root   = master-base (unpacked)
+                  + the agent base as one squashfs (AGENT_BASE_IMAGE) and its boot files
+                    (TFTP_BOOT), linked into one TFTP folder per PXE ID (scooby.tftp)
+                  + render's master/ tree (the user's server/** already merged last)
+                  + each agent's private layer (AGENT_LAYERS/NAME)
+                  + K3S when embedded, and /etc/scooby/release
+    master boot   = the same boot files (firmware, vmlinuz, initrd.img, DTBs) + render's boot/
+
+Everything here is plain file copying in directories we own; ownership is root's because
+the build runs as root (mke2fs -d then stores uid/gid/mode exactly as they are here).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from scooby.build.k3s import AIRGAP, K3sPlan
+from scooby.core import layout
+from scooby.core.model import Cluster
+from scooby.core.paths import TEMPLATES_DIR
+
+FIRMWARE_DIRS = ("usr/lib/raspi-firmware",)  # Debian's raspi-firmware package
+FIRMWARE_GLOBS = ("bootcode.bin", "start*.elf", "fixup*.dat", "LICENCE.broadcom")
+DTB_GLOB = "usr/lib/linux-image-*/broadcom/bcm27*.dtb"  # Pi 3 (bcm2710/2837), Pi 4 (bcm2711)
+
+
+@dataclass(frozen=True)
+class Assembled:
+    root: Path
+    boot: Path
+
+
+def at(tree: Path, on_master_path: str) -> Path:
+    """The place of an absolute on-master path inside a tree."""
+    return tree / on_master_path.lstrip("/")
+
+
+def unpack(tarball: Path, dest: Path) -> None:
+    """Untar a root with owners, modes, setuid bits and file capabilities as they are."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    subprocess.run(
+        ["tar", "-C", str(dest), "--numeric-owner", "--xattrs", "--xattrs-include=*",
+         "-xpf", str(tarball)],
+        check=True,
+    )  # fmt: skip
+
+
+def debian_boot_files(root: Path, out: Path) -> list[str]:
+    """Firmware, kernel (as vmlinuz), initramfs (as initrd.img) and DTBs of a Debian root."""
+    out.mkdir(parents=True, exist_ok=True)
+    names = []
+    for folder in FIRMWARE_DIRS:
+        for pattern in FIRMWARE_GLOBS:
+            for src in sorted((root / folder).glob(pattern)):
+                names.append(_copy(src, out / src.name))
+    kernels = sorted((root / "boot").glob("vmlinuz-*"))
+    if len(kernels) != 1:
+        raise RuntimeError(f"expected one kernel in the base root's /boot, found {kernels}")
+    version = kernels[0].name.removeprefix("vmlinuz-")
+    names.append(_copy(kernels[0], out / layout.KERNEL))
+    names.append(_copy(root / "boot" / f"initrd.img-{version}", out / layout.INITRD))
+    for dtb in sorted(root.glob(DTB_GLOB)):
+        names.append(_copy(dtb, out / dtb.name))
+    return names
+
+
+def _copy(src: Path, dest: Path) -> str:
+    shutil.copyfile(src, dest)  # contents only: boot files are plain 0644 files
+    dest.chmod(0o644)
+    return dest.name
+
+
+def merge(src: Path, dest: Path) -> None:
+    """Copy a tree over another, keeping modes (render sets the executable bits)."""
+    shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True, copy_function=shutil.copy2)
+
+
+def link_or_copy(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(src, dest)  # the same bytes twice cost nothing in the image (mke2fs keeps links)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+def release_text(cluster: Cluster, base: str, k3s: K3sPlan) -> str:
+    import jinja2
+
+    from scooby.load.version import config_digest, describe
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR / "base" / "release")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return env.get_template("release.j2").render(
+        version=describe(cluster.repo),
+        base=base,
+        k3s_version=k3s.version if k3s.mode != "none" else "",
+        k3s_mode=k3s.mode,
+        config_digest=config_digest(cluster.repo),
+    )
+
+
+def add_k3s(root: Path, k3s: K3sPlan) -> None:
+    if k3s.files is None:
+        return
+    binary = at(root, layout.K3S_BINARY)
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(k3s.files.binary, binary)
+    binary.chmod(0o755)
+    link_or_copy(binary, at(at(root, layout.AGENT_SHARED), layout.K3S_BINARY))
+    airgap = at(root, layout.K3S_AIRGAP_DIR) / AIRGAP
+    airgap.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(k3s.files.airgap, airgap)
+    airgap.chmod(0o644)
+    link_or_copy(airgap, at(at(root, layout.AGENT_SHARED), layout.K3S_AIRGAP_SHARED))
+
+
+def agent_dirs(root: Path, cluster: Cluster, rendered: Path) -> None:
+    """Every directory the agents' overlays name (fstab): they must exist before first boot.
+
+    lower layers: AGENT_LAYERS/NAME (render's agents/NAME), AGENT_SHARED (K3S or empty),
+    AGENT_BASE (the squashfs mount point); upper, work and merged dirs per agent.
+    """
+    at(root, layout.AGENT_SHARED).mkdir(parents=True, exist_ok=True)
+    for agent in cluster.agents:
+        layer = at(root, layout.AGENT_LAYERS) / agent.name
+        layer.mkdir(parents=True, exist_ok=True)
+        src = rendered / "agents" / agent.name
+        if src.is_dir():
+            merge(src, layer)
+        for top in (layout.AGENT_UPPERS, layout.AGENT_WORKDIRS, layout.AGENT_MOUNTS):
+            (at(root, top) / agent.name).mkdir(parents=True, exist_ok=True)
+
+
+def assemble(
+    cluster: Cluster,
+    rendered: Path,
+    master_tar: Path,
+    agent_squashfs: Path,
+    boot_files: Path,
+    base: str,
+    k3s: K3sPlan,
+    work: Path,
+) -> Assembled:
+    from scooby.build import tftp
+
+    root, boot = work / "root", work / "boot"
+    unpack(master_tar, root)
+    # /boot/firmware is where the FAT partition is mounted: raspi-firmware's copies of the
+    # kernel and firmware there would only be hidden under the mount (~45 MB).
+    firmware = root / "boot" / "firmware"
+    if firmware.is_dir():
+        shutil.rmtree(firmware)
+        firmware.mkdir()
+    if boot.exists():
+        shutil.rmtree(boot)
+    shutil.copytree(boot_files, boot)
+    merge(rendered / "boot", boot)
+
+    link_or_copy(agent_squashfs, at(root, layout.AGENT_BASE_IMAGE))
+    at(root, layout.AGENT_BASE).mkdir(parents=True, exist_ok=True)
+    tftp_boot = at(root, layout.TFTP_BOOT)
+    tftp_boot.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(boot_files, tftp_boot, dirs_exist_ok=True)  # overlays/ too (raspios)
+    for path in [tftp_boot, *tftp_boot.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # dnsmasq serves world-readable files
+
+    merge(rendered / "master", root)
+    agent_dirs(root, cluster, rendered)
+    tftp.populate(at(root, layout.TFTP_ROOT), tftp_boot, cluster)
+
+    add_k3s(root, k3s)
+    release = at(root, layout.RELEASE_FILE)
+    release.parent.mkdir(parents=True, exist_ok=True)
+    release.write_text(release_text(cluster, base, k3s))
+    release.chmod(0o644)
+    return Assembled(root, boot)

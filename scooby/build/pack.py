@@ -1,0 +1,183 @@
+"""Pack a boot tree and a root tree into one MBR disk image, without loop devices or mounts.
+
+    sector 0            MBR (sfdisk on a plain file), disk identifier = layout.disk_id
+    1 MiB ...           partition 1: FAT32 (mkfs.vfat --offset, files copied in by mcopy)
+    ...                 partition 2: ext4 (mke2fs -E offset= -d ROOT: ownership, modes,
+                        setuid bits, hard links and xattrs come from the tree as it is)
+
+Both file systems are written straight into the image at their offsets, so no partition
+is copied twice. Sizes come from the contents plus headroom; the root partition grows to
+fill the card on first boot (growpart in the master's templates). Every identifier and
+timestamp derives from the hostname and SOURCE_DATE_EPOCH, so the same trees give the
+same image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from scooby.core import layout
+
+MIB = 1024 * 1024
+SECTOR = 512
+ALIGN = 4 * MIB  # partition starts and sizes: SD cards erase in 4 MiB blocks
+FIRST = 4 * MIB  # where partition 1 starts
+BOOT_MIN = 128 * MIB
+ROOT_HEADROOM = 256 * MIB  # free space on the root before first-boot growth
+ROOT_SLACK = 1.10  # ext4 metadata and journal over the files' own blocks
+EPOCH = 1_700_000_000  # default SOURCE_DATE_EPOCH: no build clock in the image
+
+
+@dataclass(frozen=True)
+class Packed:
+    image: Path
+    size: int
+    boot_size: int
+    root_size: int
+
+
+def align(n: int, to: int = ALIGN) -> int:
+    return -(-n // to) * to
+
+
+def tree_usage(root: Path) -> tuple[int, int]:
+    """(bytes the files take in 4 KiB blocks, number of inodes) of a tree, links counted once."""
+    blocks, inodes, seen = 0, 0, set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            inodes += 1
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            blocks += -(-st.st_size // 4096)
+    return blocks * 4096, inodes + 1
+
+
+def boot_size(boot: Path) -> int:
+    used, _ = tree_usage(boot)
+    return max(BOOT_MIN, align(int(used * 1.25) + 16 * MIB))
+
+
+def root_size(root: Path) -> tuple[int, int]:
+    """(partition bytes, inode count) for an ext4 holding `root` with headroom."""
+    used, inodes = tree_usage(root)
+    # Inode tables: 256 bytes each, room for first-boot files (k3s unpacks ~thousands).
+    inode_count = int(inodes * 1.5) + 32768
+    size = align(int(used * ROOT_SLACK) + inode_count * 256 + ROOT_HEADROOM)
+    return size, inode_count
+
+
+def _uuid(hostname: str, what: str) -> str:
+    return str(uuid.UUID(hashlib.sha256(f"scooby:{hostname}:{what}".encode()).hexdigest()[:32]))
+
+
+def _epoch() -> int:
+    return int(os.environ.get("SOURCE_DATE_EPOCH", EPOCH))
+
+
+def run(cmd: list[str], env: dict | None = None, log=None) -> None:
+    done = subprocess.run(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    if log is not None:
+        log.write(f"$ {' '.join(cmd)}\n{done.stdout}")
+    if done.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({done.returncode}): {done.stdout.strip()[-2000:]}")
+
+
+def partition_table(image: Path, hostname: str, boot: int, root: int, log=None) -> None:
+    """MBR: FAT32-LBA boot partition (bootable), Linux root after it."""
+    script = (
+        "label: dos\n"
+        f"label-id: 0x{layout.disk_id(hostname)}\n"
+        "unit: sectors\n"
+        f"start={FIRST // SECTOR}, size={boot // SECTOR}, type=c, bootable\n"
+        f"start={(FIRST + boot) // SECTOR}, size={root // SECTOR}, type=83\n"
+    )
+    done = subprocess.run(
+        ["sfdisk", "--no-reread", "--no-tell-kernel", "--wipe=never", str(image)],
+        input=script,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if log is not None:
+        log.write(f"$ sfdisk {image}\n{script}{done.stdout}{done.stderr}")
+    if done.returncode != 0:
+        raise RuntimeError(f"sfdisk failed: {done.stderr.strip()}")
+
+
+def _touch_tree(tree: Path, epoch: int) -> None:
+    """Every mtime to `epoch`. Only where it differs: utime also sets ctime (to now), which
+    mke2fs stores, so the one timestamp left differing between builds is the inode ctime."""
+    for path in [str(tree)] + [
+        os.path.join(d, n) for d, dirs, files in os.walk(tree) for n in dirs + files
+    ]:
+        if os.lstat(path).st_mtime != epoch:
+            os.utime(path, (epoch, epoch), follow_symlinks=False)
+
+
+def fat(image: Path, offset: int, size: int, boot: Path, hostname: str, log=None) -> None:
+    """FAT32 at `offset` in `image`, holding `boot`'s files (mtools: no mount)."""
+    volume_id = layout.disk_id(hostname)
+    run(
+        [
+            "mkfs.vfat", "-F", "32", "-s", "1", "--invariant", "-n", layout.BOOT_LABEL,
+            "-i", volume_id, "--offset", str(offset // SECTOR), str(image), str(size // 1024),
+        ],
+        log=log,
+    )  # fmt: skip
+    _touch_tree(boot, _epoch())
+    entries = sorted(str(p) for p in boot.iterdir())
+    if entries:
+        run(
+            ["mcopy", "-s", "-p", "-m", "-Q", "-i", f"{image}@@{offset}", *entries, "::"],
+            env={"MTOOLS_SKIP_CHECK": "1"},
+            log=log,
+        )
+
+
+def ext4(image: Path, offset: int, size: int, inodes: int, root: Path, hostname: str, log=None):
+    """ext4 at `offset` in `image`, populated from `root` with mke2fs -d (no mount)."""
+    fs_uuid = _uuid(hostname, "root")
+    _touch_tree(root, _epoch())
+    run(
+        [
+            "mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-N", str(inodes),
+            "-L", layout.ROOT_LABEL, "-U", fs_uuid,
+            "-E", f"offset={offset},hash_seed={_uuid(hostname, 'hash')},root_owner=0:0",
+            "-d", str(root), str(image), f"{size // 1024}k",
+        ],
+        env={"E2FSPROGS_FAKE_TIME": str(_epoch())},
+        log=log,
+    )  # fmt: skip
+
+
+def pack(boot: Path, root: Path, hostname: str, out: Path, log=None) -> Packed:
+    """Write the disk image to `out` (via a temporary name, renamed when complete)."""
+    bsize = boot_size(boot)
+    rsize, inodes = root_size(root)
+    total = FIRST + bsize + rsize
+    tmp = out.with_name(f".{out.name}.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(tmp, "wb") as f:
+            f.truncate(total)  # sparse: untouched space costs nothing on disk
+        partition_table(tmp, hostname, bsize, rsize, log)
+        fat(tmp, FIRST, bsize, boot, hostname, log)
+        ext4(tmp, FIRST + bsize, rsize, inodes, root, hostname, log)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return Packed(out, total, bsize, rsize)

@@ -1,0 +1,244 @@
+"""`scooby build`: validate, render, then the image from named, cached stages.
+
+    render       validate + render (always: it is the cluster's description)
+    k3s          the pinned K3S files (cached download) or first-boot / none
+    agent-base   Debian arm64 root for the agents, its squashfs and boot files   (cached)
+    master-base  the agent base + the master's packages                         (cached)
+    assemble     master root + boot trees (render output, agent base, TFTP, K3S, release)
+    pack         MBR + FAT + ext4 into images/scooby.img, without loop devices or mounts
+
+A cached stage is reused when the hash of its inputs matches (scooby.cache), so changing
+only config, agents/ or server/ reruns render, assemble and pack. With a Raspberry Pi OS
+base (LC_IMAGE_HREF), `raspios-base` replaces agent-base. Every command's output goes to
+build/build.log; the terminal shows one line per stage (the command adds a summary table).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scooby.core.errors import ScoobyError, error
+
+TOOLS = ("mmdebstrap", "unshare", "mksquashfs", "mkfs.vfat", "mcopy", "sfdisk", "mke2fs", "tar")
+
+
+@dataclass
+class StageResult:
+    name: str
+    seconds: float
+    cached: bool
+    note: str = ""
+
+
+@dataclass
+class Report:
+    stages: list[StageResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    base: str = ""
+    k3s: object = None  # the K3sPlan
+
+
+class Stages:
+    """Runs named stages: a status line while each runs, its time and cache hit after."""
+
+    def __init__(self, console, log) -> None:
+        self.console, self.log, self.report = console, log, Report()
+
+    def run(self, name: str, fn: Callable[[], tuple[object, bool, str]]):
+        start = time.monotonic()
+        self.log.write(f"\n=== stage {name} ===\n")
+        self.log.flush()
+        try:
+            with self.console.status(f"[bold]{name}[/bold] ..."):
+                value, cached, note = fn()
+        except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
+            # A tool failed (network, disk, a package): one line, details in the log.
+            self.log.write(f"=== stage {name} failed: {exc}\n")
+            self.log.flush()
+            raise ScoobyError(
+                error("", None, f"{exc} (full output: {self.log.name})", f"build: {name}")
+            ) from None
+        seconds = time.monotonic() - start
+        self.report.stages.append(StageResult(name, seconds, cached, note))
+        hit = " [green](cached)[/green]" if cached else ""
+        self.console.print(f"[green]✓[/green] {name}{hit} {seconds:.1f} s {note}")
+        self.log.write(f"=== stage {name}: {seconds:.1f} s, cached={cached} {note}\n")
+        self.log.flush()
+        return value
+
+
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+
+
+def runs_arm64() -> bool:
+    if shutil.which("arch-test") is None:
+        return True  # can't tell: mmdebstrap checks again and says so
+    return subprocess.run(["arch-test", "arm64"], capture_output=True).returncode == 0
+
+
+def enable_arm64_emulation(console) -> None:
+    """Containers often lack the binfmt_misc mount that qemu-user-static's registration
+    needs: mount it and enable qemu-aarch64, as the package's own install would have."""
+    if shutil.which("update-binfmts") is None:
+        return
+    console.print("enabling arm64 emulation (binfmt_misc, qemu-aarch64)")
+    if not (BINFMT / "register").exists():
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], check=False)
+    subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True)
+
+
+def check_host(console) -> None:
+    """Fail before any slow work when this machine can't build."""
+    problems = [f"`{t}` not found" for t in TOOLS if shutil.which(t) is None]
+    if os.geteuid() != 0:
+        problems.append("must run as root (or use ./scripts/build.sh --vagrant)")
+    elif not runs_arm64():
+        enable_arm64_emulation(console)
+        if not runs_arm64():
+            problems.append(
+                "this machine can't run arm64 programs: install qemu-user-static and "
+                "binfmt-support, and make sure binfmt_misc is mounted"
+            )
+    if problems:
+        raise ScoobyError(
+            [error("", None, f"{p} (see scripts/setup.sh)", "build") for p in problems]
+        )
+
+
+def build(repo: Path, out: Path, k3s_mode: str, clean: bool, console, log):
+    from scooby.build.cache import Cache
+    from scooby.render.renderer import render
+    from scooby.validate.validator import validated
+
+    cache = Cache.of(repo)
+    stages = Stages(console, log)
+
+    def do_render():
+        cluster = validated(repo)
+        rendered = render(cluster, repo / "build" / "render")
+        for d in rendered.diagnostics:
+            console.print(str(d))
+        return (cluster, rendered), False, f"{len(rendered.files)} files"
+
+    cluster, rendered = stages.run("render", do_render)
+    check_host(console)
+
+    def waiting():
+        console.print(f"waiting for another build that uses {cache.root} ...")
+
+    with cache.locked(waiting):
+        if clean:
+            cache.clean()
+        image = image_stages(repo, out, k3s_mode, cluster, rendered.out, cache, stages)
+    return stages.report, image
+
+
+def image_stages(repo, out, k3s_mode, cluster, rendered: Path, cache, stages: Stages):
+    """Every stage after render, with the cache locked."""
+    from scooby.build import k3s as k3s_mod
+    from scooby.build import pack, rootfs
+    from scooby.build.assemble import assemble
+    from scooby.build.cache import key
+
+    log, work, base = stages.log, repo / "build" / "work", cluster.master.base
+    stages.report.base = base.kind
+    # K3S first: `--k3s=embed` without the files fails before the slow stages.
+    plan = stages.run("k3s", lambda: k3s_stage(k3s_mod, k3s_mode, cluster, cache, repo))
+    stages.report.k3s = plan
+    if plan.warning:
+        stages.report.warnings.append(plan.warning)
+    try:
+        if base.kind == "raspios":
+            from scooby.build import raspios
+
+            agent_dir, agent_key = stages.run(
+                "raspios-base", lambda: raspios.stage(base, cache, log)
+            )
+        else:
+            agent_dir, agent_key = stages.run(
+                "agent-base", lambda: agent_stage(base, cache, log, key, rootfs)
+            )
+        master_dir = stages.run(
+            "master-base",
+            lambda: master_stage(base, cache, log, key, rootfs, agent_dir, agent_key),
+        )
+        assembled = stages.run(
+            "assemble",
+            lambda: (
+                assemble(
+                    cluster,
+                    rendered,
+                    master_dir / "rootfs.tar",
+                    agent_dir / "base.squashfs",
+                    agent_dir / "boot",
+                    base.kind,
+                    plan,
+                    work,
+                ),
+                False,
+                "",
+            ),
+        )
+        hostname = cluster.master.hostname
+        return stages.run(
+            "pack",
+            lambda: (pack.pack(assembled.boot, assembled.root, hostname, out, log), False, ""),
+        )
+    finally:
+        cache.discard_staging()
+        if work.exists():
+            shutil.rmtree(work)
+
+
+def agent_stage(base, cache, log, key, rootfs):
+    """Debian agent base: rootfs.tar, base.squashfs and boot/ (cached by its inputs)."""
+    from scooby.build.assemble import debian_boot_files, unpack
+    from scooby.build.squashfs import squashfs
+
+    stage_key = key("agent-base", rootfs.agent_inputs(base.suite, base.mirror))
+    hit = cache.lookup("agent-base", stage_key)
+    if hit:
+        return (hit, stage_key), True, ""
+    tmp = cache.staging("agent-base", stage_key)
+    rootfs.agent_base(tmp / "rootfs.tar", base.suite, base.mirror, cache.debs, log)
+    tree = tmp / "tree"
+    unpack(tmp / "rootfs.tar", tree)
+    debian_boot_files(tree, tmp / "boot")
+    squashfs(tree, tmp / "base.squashfs", log)
+    shutil.rmtree(tree)
+    return (cache.commit("agent-base", stage_key, tmp), stage_key), False, ""
+
+
+def master_stage(base, cache, log, key, rootfs, agent_dir, agent_key):
+    stage_key = key("master-base", rootfs.master_inputs(agent_key))
+    hit = cache.lookup("master-base", stage_key)
+    if hit:
+        return hit, True, ""
+    tmp = cache.staging("master-base", stage_key)
+    suite, mirrors, keyring = base.suite, [base.mirror], None
+    apt = agent_dir / "apt"
+    if apt.is_dir():  # a Raspberry Pi OS base: its own suite, sources and keys
+        suite = (apt / "suite").read_text().strip()
+        mirrors = (apt / "sources").read_text().splitlines()
+        keyring = apt / "keyrings"
+    rootfs.master_base(
+        tmp / "rootfs.tar", agent_dir / "rootfs.tar", suite, mirrors, cache.debs, log, keyring
+    )
+    return cache.commit("master-base", stage_key, tmp), False, ""
+
+
+def k3s_stage(k3s_mod, mode, cluster, cache, repo):
+    k3s = cluster.master.k3s
+    folder = k3s_mod.cache_dir(cache.downloads, k3s.version)
+    was_cached = (folder / k3s_mod.BINARY).is_file() and (folder / k3s_mod.AIRGAP).is_file()
+    plan = k3s_mod.plan(mode, k3s, cache.downloads, repo)
+    note = {"embedded": f"{k3s.version} embedded", "first-boot": "first-boot install"}.get(
+        plan.mode, "without K3S"
+    )
+    return plan, was_cached and plan.mode == "embedded", note

@@ -1,0 +1,165 @@
+"""Root filesystems from Debian's archive: the `agent-base` and `master-base` stages.
+
+Both are made by mmdebstrap (arm64, run under qemu-user through binfmt) as tarballs:
+
+- agent-base: minbase + templates/base/packages/agent.txt: an NFS-root agent's root, with the
+  kernel, Raspberry Pi firmware and ONE initramfs. Package installs don't generate initramfs
+  images (update-initramfs is diverted to a no-op while they run: under qemu-user each
+  generation took ~16 min with MODULES=most); customize90 makes one with MODULES=list.
+- master-base: the agent base unpacked and templates/base/packages/master.txt installed on
+  top, so the kernel, initramfs and every shared package are installed once, not twice.
+
+mmdebstrap runs in a private mount namespace (`unshare --mount`): the /proc, /sys and /dev
+mounts it makes in the chroot vanish with it, even on Ctrl-C or SIGKILL. Downloaded .debs
+are kept in .cache/debs and fed back in, so a rebuild of a stage downloads nothing it has.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from scooby.build.cache import digest_files
+from scooby.core.paths import TEMPLATES_DIR
+
+BASE_TEMPLATES = TEMPLATES_DIR / "base"
+HOOKS = BASE_TEMPLATES / "hooks"
+COMPONENTS = "main,non-free-firmware"  # Broadcom Wi-Fi/BT firmware lives in non-free-firmware
+EPOCH = "1700000000"  # SOURCE_DATE_EPOCH: file times in the roots, not the build's clock
+
+
+def packages(name: str) -> list[str]:
+    """templates/base/packages/NAME.txt: one package a line, `#` comments."""
+    text = (BASE_TEMPLATES / "packages" / f"{name}.txt").read_text()
+    return [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
+
+
+def mmdebstrap_version() -> str:
+    done = subprocess.run(["mmdebstrap", "--version"], capture_output=True, text=True, check=False)
+    return done.stdout.strip()
+
+
+def agent_inputs(suite: str, mirror: str) -> dict:
+    return {
+        "suite": suite,
+        "mirror": mirror,
+        "components": COMPONENTS,
+        "packages": packages("agent"),
+        "templates": digest_files(
+            [HOOKS, BASE_TEMPLATES / "initramfs-tools", BASE_TEMPLATES / "dpkg"], BASE_TEMPLATES
+        ),
+        "mmdebstrap": mmdebstrap_version(),
+    }
+
+
+def master_inputs(agent_key: str) -> dict:
+    return {"agent-base": agent_key, "packages": packages("master")}
+
+
+def _env(debs: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SCOOBY_BASE_TEMPLATES": str(BASE_TEMPLATES),
+        "SCOOBY_DEB_CACHE": str(debs),
+        "SOURCE_DATE_EPOCH": EPOCH,
+        "LC_ALL": "C.UTF-8",
+        # mmdebstrap's chroot lives here, beside the cache: `tmp_dir` empties it before a
+        # build, so even a SIGKILLed build leaves nothing behind for long.
+        "TMPDIR": str(tmp_dir(debs)),
+    }
+
+
+def tmp_dir(debs: Path) -> Path:
+    return debs.parent / "tmp"
+
+
+def clean_tmp(debs: Path) -> None:
+    """Remove what an earlier, killed mmdebstrap left (its mounts died with its namespace)."""
+    folder = tmp_dir(debs)
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _common(debs: Path) -> list[str]:
+    return [
+        "nice", "-n", "10",
+        "unshare", "--mount", "--propagation", "private",
+        "mmdebstrap", "--mode=root", "--architectures=arm64", f"--components={COMPONENTS}",
+        f"--dpkgopt={BASE_TEMPLATES / 'dpkg' / 'excludes'}",
+        '--aptopt=Apt::Install-Recommends "false"',
+        "--skip=essential/unlink",
+        f"--setup-hook={HOOKS / 'setup10-debs.sh'}",
+    ]  # fmt: skip
+
+
+def _run(cmd: list[str], debs: Path, log, **env: str) -> None:
+    """Run mmdebstrap; on Ctrl-C or SIGTERM give it time to clean up its chroot first."""
+    log.write(f"$ {' '.join(cmd)}\n")
+    log.flush()
+    clean_tmp(debs)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**_env(debs), **env})
+    try:
+        returncode = proc.wait()
+    except BaseException:
+        # Ctrl-C reached mmdebstrap too (same process group); a SIGTERM to us did not.
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        clean_tmp(debs)
+        raise
+    if returncode != 0:
+        raise RuntimeError(f"mmdebstrap failed ({returncode}); see the build log")
+
+
+def agent_base(out: Path, suite: str, mirror: str, debs: Path, log) -> None:
+    """mmdebstrap the agent base root into the tarball `out`."""
+    cmd = [
+        *_common(debs),
+        "--variant=minbase",
+        f"--include={','.join(packages('agent'))}",
+        f"--essential-hook={HOOKS / 'essential10-defer-initramfs.sh'}",
+        f"--customize-hook={HOOKS / 'customize90-initramfs.sh'}",
+        f"--customize-hook={HOOKS / 'customize95-cache-debs.sh'}",
+        f"--customize-hook={HOOKS / 'customize80-scrub.sh'}",
+        suite,
+        str(out),
+        mirror,
+    ]
+    _run(cmd, debs, log)
+
+
+def master_base(
+    out: Path,
+    agent_tar: Path,
+    suite: str,
+    mirrors: list[str],
+    debs: Path,
+    log,
+    keyring: Path | None = None,
+) -> None:
+    """The agent base plus the master's packages, installed by apt inside it.
+
+    `mirrors`: mirror URLs or whole `deb ...` lines (a Raspberry Pi OS base brings its own,
+    with its `keyring` directory).
+    """
+    cmd = [
+        *_common(debs),
+        *([f"--keyring={keyring}"] if keyring else []),
+        "--variant=custom",
+        f"--setup-hook=tar-in {agent_tar} /",
+        f"--customize-hook={HOOKS / 'customize10-master-packages.sh'}",
+        f"--customize-hook={HOOKS / 'customize95-cache-debs.sh'}",
+        f"--customize-hook={HOOKS / 'customize80-scrub.sh'}",
+        suite,
+        str(out),
+        *mirrors,
+    ]
+    # SCOOBY_PACKAGES: read by customize10-master-packages.sh
+    _run(cmd, debs, log, SCOOBY_PACKAGES=" ".join(packages("master")))

@@ -1,0 +1,20 @@
+"""mksquashfs for the agents' shared, read-only root (Debian and Raspberry Pi OS bases alike)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+
+def squashfs(tree: Path, out: Path, log) -> None:
+    """The agent root as one compressed, read-only file (OverlayFS lower layer over NFS)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "1700000000")
+    cmd = [
+        "nice", "-n", "10", "mksquashfs", str(tree), str(out), "-noappend", "-no-progress",
+        "-comp", "zstd", "-Xcompression-level", "15", "-mkfs-time", epoch, "-all-time", epoch,
+        "-wildcards", "-e", "boot/vmlinuz-*", "boot/initrd.img-*", "boot/firmware/*",
+    ]  # fmt: skip
+    log.write(f"$ {' '.join(cmd)}\n")
+    log.flush()
+    subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True)

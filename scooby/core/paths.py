@@ -1,0 +1,8 @@
+"""Where Scooby's own files are: schemas/ and templates/ beside the package (symlinks in a
+checkout, copies in a wheel)."""
+
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent
+SCHEMAS_DIR = PACKAGE / "schemas"
+TEMPLATES_DIR = PACKAGE / "templates"

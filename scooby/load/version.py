@@ -1,0 +1,93 @@
+"""Which image is this? A version from git and a digest of the cluster's inputs.
+
+`describe` names a build after the commit it came from: `v1.2.3` on a tag, otherwise
+`v1.2.3-4-gabc1234` (4 commits after the tag) or `0.0.0-4-gabc1234` (no tag yet), with
+`-dirty` when tracked files have uncommitted changes. Without git or a repository it
+falls back to `0.0.0+unknown` rather than failing a build.
+
+`config_digest` hashes exactly the files `scooby.load` reads into the cluster (config,
+agents/*.agent, server/**), never `.env`: two machines with the same checkout get the same
+digest, and a secret never influences a published value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+from scooby.load import reader
+
+UNKNOWN = "0.0.0+unknown"
+TAG_PATTERN = "v[0-9]*"
+ABBREV = 7
+
+# A git hook or an outer tool may point git elsewhere; describe the repo we were given.
+_GIT_ENV_DROP = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_CEILING_DIRECTORIES")
+
+
+def git_output(repo: Path, *args: str) -> str | None:
+    """stdout of `git -C repo ARGS`, or None when git or the repository is missing."""
+    env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_DROP}
+    env["LC_ALL"] = "C"
+    try:
+        done = subprocess.run(
+            # safe.directory: CI containers and sudo builds check out as another user.
+            ["git", "-c", f"safe.directory={repo}", "-C", str(repo), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip()
+
+
+def describe(repo: Path) -> str:
+    """`v1.2.3`, `v1.2.3-4-gabc1234[-dirty]`, `0.0.0-4-gabc1234[-dirty]` or `0.0.0+unknown`."""
+    repo = Path(repo).resolve()
+    if not repo.is_dir():
+        return UNKNOWN
+    described = git_output(
+        repo, "describe", "--tags", f"--match={TAG_PATTERN}", f"--abbrev={ABBREV}", "--dirty"
+    )
+    if described:
+        return described
+    # No version tag: describe the commit alone and count from the first commit, so
+    # untagged builds still sort by history and name their commit.
+    count = git_output(repo, "rev-list", "--count", "HEAD")
+    short = git_output(repo, "rev-parse", f"--short={ABBREV}", "HEAD")
+    if not count or not short:
+        return UNKNOWN
+    dirty = git_output(repo, "describe", "--always", "--dirty", f"--abbrev={ABBREV}") or ""
+    return f"0.0.0-{count}-g{short}" + ("-dirty" if dirty.endswith("-dirty") else "")
+
+
+def commit(repo: Path) -> str:
+    """The full commit hash of HEAD, or "" without git."""
+    return git_output(Path(repo).resolve(), "rev-parse", "HEAD") or ""
+
+
+def inputs(repo: Path) -> list[str]:
+    """Repo-relative paths of the cluster's inputs, sorted: what `load` reads, minus `.env`."""
+    repo = Path(repo).resolve()
+    paths = [reader.CONFIG] if (repo / reader.CONFIG).is_file() else []
+    paths += [p.relative_to(repo).as_posix() for p in reader.agent_files(repo)]
+    paths += list(reader._server_files(repo))  # the same file set the build copies
+    return sorted(paths)
+
+
+def config_digest(repo: Path) -> str:
+    """sha256 over (path, content hash) of each input: independent of mtimes, modes, machines."""
+    repo = Path(repo).resolve()
+    outer = hashlib.sha256()
+    for rel in inputs(repo):
+        path = repo / rel
+        # A symlink is an input by its target's name (what git commits), not what it points to.
+        data = os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
+        outer.update(rel.encode() + b"\0" + hashlib.sha256(data).hexdigest().encode() + b"\n")
+    return outer.hexdigest()

@@ -1,0 +1,82 @@
+"""Stage cache keys and the cache's commit/discard rules (no build needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scooby.build import cache, rootfs
+
+
+def test_key_is_stable_and_input_sensitive():
+    a = cache.key("agent-base", {"suite": "bookworm", "packages": ["a", "b"]})
+    assert a == cache.key("agent-base", {"packages": ["a", "b"], "suite": "bookworm"})
+    assert a != cache.key("agent-base", {"suite": "trixie", "packages": ["a", "b"]})
+    assert a != cache.key("master-base", {"suite": "bookworm", "packages": ["a", "b"]})
+    assert len(a) == 16
+
+
+def test_digest_files_sees_contents_and_exec_bit(tmp_path: Path):
+    (tmp_path / "d").mkdir()
+    hook = tmp_path / "d" / "hook.sh"
+    hook.write_text("echo\n")
+    before = cache.digest_files([tmp_path / "d"], tmp_path)
+    hook.chmod(0o755)
+    after_chmod = cache.digest_files([tmp_path / "d"], tmp_path)
+    hook.write_text("echo 2\n")
+    assert (
+        len({str(before), str(after_chmod), str(cache.digest_files([tmp_path / "d"], tmp_path))})
+        == 3
+    )
+
+
+def test_base_inputs_cover_what_changes_the_root():
+    inputs = rootfs.agent_inputs("bookworm", "http://deb.debian.org/debian")
+    assert "linux-image-arm64" in inputs["packages"]
+    assert "raspi-firmware" in inputs["packages"] and "firmware-brcm80211" in inputs["packages"]
+    assert any(k.startswith("hooks/") for k in inputs["templates"])
+    assert "initramfs-tools/modules" in inputs["templates"]
+    other = rootfs.agent_inputs(
+        "bookworm", "http://snapshot.debian.org/archive/debian/20250101T000000Z"
+    )
+    assert cache.key("agent-base", inputs) != cache.key("agent-base", other)
+    master = rootfs.master_inputs(cache.key("agent-base", inputs))
+    assert "dnsmasq" in master["packages"] and "nfs-kernel-server" in master["packages"]
+
+
+def test_commit_replaces_older_outputs_and_discard_cleans(tmp_path: Path):
+    c = cache.Cache(tmp_path / ".cache")
+    old = c.staging("agent-base", "old")
+    (old / "rootfs.tar").write_text("old")
+    c.commit("agent-base", "old", old)
+    new = c.staging("agent-base", "new")
+    assert c.lookup("agent-base", "new") is None  # a staging dir is not a cache hit
+    (new / "rootfs.tar").write_text("new")
+    final = c.commit("agent-base", "new", new)
+    assert c.lookup("agent-base", "new") == final
+    assert c.lookup("agent-base", "old") is None
+    c.staging("master-base", "x")
+    c.discard_staging()
+    assert not list((tmp_path / ".cache" / "stages").glob(".*"))
+    (tmp_path / ".cache" / "pre-commit").mkdir()
+    (c.debs).mkdir()
+    c.clean()
+    assert sorted(p.name for p in (tmp_path / ".cache").iterdir()) == ["pre-commit"]
+
+
+def test_builds_sharing_a_cache_take_turns(tmp_path: Path):
+    import threading
+
+    c = cache.Cache(tmp_path / ".cache")
+    events: list[str] = []
+
+    def other_build():
+        with c.locked(lambda: events.append("waited")):
+            events.append("got it")
+
+    with c.locked():
+        other = threading.Thread(target=other_build)
+        other.start()
+        other.join(timeout=0.5)
+        assert events == ["waited"] and other.is_alive()
+    other.join(timeout=5)
+    assert events == ["waited", "got it"]

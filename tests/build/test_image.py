@@ -1,0 +1,381 @@
+"""The built image, read without mounting: sfdisk -J, mtools (IMG@@OFFSET), debugfs (IMG?offset=).
+
+One session fixture builds the default image (`scooby build --k3s=none`) for a test
+repository under build/test-image/; its .cache is the checkout's .cache, so the base stages
+are built once and reruns only render, assemble and pack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from scooby.build.rootfs import packages
+from scooby.core import layout
+
+pytestmark = [
+    pytest.mark.image,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the build needs root"),
+]
+
+HOSTNAME = "buffy"
+GITHUB_TOKEN = "ghp_scoobyTestTokenMustNeverShip0123456789"
+AWS_SECRET = "scooby/test+AWS+secret+must+never+ship+0123"
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKtestkeyfortheimagetest0000000000000000 test@x"
+FIRMWARE = ("bootcode.bin", "start4.elf", "fixup4.dat", "start.elf", "fixup.dat")
+# local root (SD/USB ext4), NFS root over Pi 3/3B+/4 Ethernet, OverlayFS + squashfs, QEMU virtio
+MODULES = (
+    "ext4.ko", "sdhci-iproc.ko", "bcm2835.ko", "nfs.ko", "smsc95xx.ko", "lan78xx.ko",
+    "genet.ko", "overlay.ko", "squashfs.ko", "virtio_net.ko", "virtio_blk.ko",
+)  # fmt: skip
+AGENTS = {
+    "willow": (
+        "b8:27:eb:81:1a:52",
+        "192.168.64.65",
+        "c6811a52",
+        "d5f9e6c2-493c-48da-baf2-0c63dd7a36b1",
+    ),
+    "xander": (
+        "dc:a6:32:00:00:07",
+        "192.168.64.66",
+        "dca63207",
+        "0e6b1f0a-52a4-4c4e-9a35-1f6f7d1c2b3e",
+    ),
+}
+
+
+def agent_file(mac: str, ip: str, pxe: str, rancher: str) -> str:
+    return (
+        f"AGENT_ETHERNET={mac}\nAGENT_IP={ip}\n"
+        f"AGENT_RANCHER_PART_UUID={rancher}\n"
+        f"AGENT_PXE_ID={pxe}\nAGENT_K3S_ARGS=\n"
+    )
+
+
+def make_repo(repo: Path) -> Path:
+    for name in ("config", "agents", "server", ".env", "build/render"):
+        path = repo / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    (repo / "agents").mkdir(parents=True)
+    (repo / "config").write_text(f"LC_HOSTNAME={HOSTNAME}\n")
+    (repo / ".env").write_text(
+        f"LC_DEFAULT_USER=spike\nLC_SSH_AUTH_KEY={SSH_KEY}\n"
+        f"LC_PACKER_GITHUB_API_TOKEN={GITHUB_TOKEN}\nAWS_SECRET_ACCESS_KEY={AWS_SECRET}\n"
+    )
+    for name, fields in AGENTS.items():
+        (repo / "agents" / f"{name}.agent").write_text(agent_file(*fields))
+    motd = repo / "server" / "etc" / "motd"
+    motd.parent.mkdir(parents=True)
+    motd.write_text("Welcome to Sunnydale\n")
+    # The repository's own .cache is the checkout's: base stages are shared and kept.
+    cache = repo / ".cache"
+    if not cache.exists():
+        (ROOT / ".cache").mkdir(exist_ok=True)
+        cache.symlink_to(ROOT / ".cache")
+    return repo
+
+
+class Image:
+    def __init__(self, path: Path):
+        self.path = path
+        table = json.loads(subprocess.check_output(["sfdisk", "-J", str(path)]))
+        self.table = table["partitiontable"]
+        parts = self.table["partitions"]
+        self.boot_offset = parts[layout.BOOT_PARTITION - 1]["start"] * 512
+        self.root_offset = parts[layout.ROOT_PARTITION - 1]["start"] * 512
+
+    def _debugfs(self, request: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["debugfs", "-R", request, f"{self.path}?offset={self.root_offset}"],
+            capture_output=True,
+            check=True,
+        )
+
+    def read(self, path: str) -> bytes:
+        return self._debugfs(f'cat "{path}"').stdout
+
+    def stat(self, path: str) -> str:
+        return self._debugfs(f'stat "{path}"').stdout.decode()
+
+    def exists(self, path: str) -> bool:
+        return "File not found" not in self._debugfs(f'stat "{path}"').stderr.decode()
+
+    def ls(self, path: str) -> dict[str, int]:
+        """name -> mode of each entry of a directory (`ls -p`)."""
+        out = {}
+        for line in self._debugfs(f'ls -p "{path}"').stdout.decode().splitlines():
+            fields = line.split("/")
+            if len(fields) >= 7 and fields[5] not in (".", ".."):
+                out[fields[5]] = int(fields[2], 8)
+        return out
+
+    def symlink(self, path: str) -> str:
+        stat = self.stat(path)
+        assert "Type: symlink" in stat, path
+        return stat.split('Fast link dest: "', 1)[1].split('"', 1)[0]
+
+    def boot_read(self, name: str) -> bytes:
+        return subprocess.run(
+            ["mtype", "-i", f"{self.path}@@{self.boot_offset}", f"::{name}"],
+            capture_output=True,
+            check=True,
+            env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+        ).stdout
+
+    def boot_files(self) -> set[str]:
+        out = subprocess.check_output(
+            ["mdir", "-b", "-/", "-i", f"{self.path}@@{self.boot_offset}", "::"],
+            env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+            text=True,
+        )
+        return {line.removeprefix("::/") for line in out.splitlines()}
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> tuple[Path, Image]:
+    repo = make_repo(ROOT / "build" / "test-image" / "repo")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    done = subprocess.run(
+        ["scooby", "build", "--repo", str(repo), "--k3s=none"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return repo, Image(repo / "images" / "scooby.img")
+
+
+@pytest.fixture(scope="session")
+def image(built) -> Image:
+    return built[1]
+
+
+@pytest.fixture(scope="session")
+def repo(built) -> Path:
+    return built[0]
+
+
+def test_partition_table(image: Image):
+    assert image.table["label"] == "dos"
+    assert image.table["id"] == f"0x{layout.disk_id(HOSTNAME)}"
+    boot, root = image.table["partitions"]
+    assert boot["type"] == "c" and boot.get("bootable") and root["type"] == "83"
+    assert image.path.stat().st_size <= 2 * 2**30
+
+
+def test_boot_partition(image: Image, repo: Path):
+    files = image.boot_files()
+    for name in FIRMWARE + (layout.KERNEL, layout.INITRD, "bcm2711-rpi-4-b.dtb"):
+        assert name in files, name
+    for rendered in sorted((repo / "build" / "render" / "boot").rglob("*")):
+        if rendered.is_file():
+            rel = rendered.relative_to(repo / "build" / "render" / "boot").as_posix()
+            assert image.boot_read(rel) == rendered.read_bytes(), rel
+    assert len(image.boot_read(layout.KERNEL)) > 10_000_000
+
+
+def test_cmdline_root_is_this_image(image: Image):
+    cmdline = image.boot_read("cmdline.txt").decode()
+    assert f"root=PARTUUID={layout.partuuid(HOSTNAME, layout.ROOT_PARTITION)}" in cmdline
+
+
+def test_every_rendered_master_file_in_place(image: Image, repo: Path):
+    master = repo / "build" / "render" / "master"
+    checked = 0
+    for path in sorted(master.rglob("*")):
+        on_master = "/" + path.relative_to(master).as_posix()
+        if path.is_symlink():
+            assert image.symlink(on_master) == os.readlink(path), on_master
+        elif path.is_file():
+            assert image.read(on_master) == path.read_bytes(), on_master
+            mode = int(image.stat(on_master).split("Mode:", 1)[1].split()[0], 8)
+            assert mode & 0o777 == path.stat().st_mode & 0o777, on_master
+            checked += 1
+    assert checked > 10
+    assert image.read("/etc/motd") == b"Welcome to Sunnydale\n"  # the user's server/ tree
+
+
+def test_root_ownership_and_setuid(image: Image):
+    assert "Mode:  04755" in image.stat("/usr/bin/sudo")
+    assert "User:     0   Group:     0" in image.stat("/usr/bin/sudo")
+    assert "User:     0   Group:     0" in image.stat("/etc/fstab")
+
+
+def test_packages_installed(image: Image):
+    status = image.read("/var/lib/dpkg/status").decode()
+    installed = {
+        block.split("\n", 1)[0].removeprefix("Package: ")
+        for block in status.split("\n\n")
+        if "Status: install ok installed" in block
+    }
+    missing = set(packages("agent") + packages("master")) - installed
+    assert not missing
+
+
+def test_initramfs_has_local_and_nfs_root_modules(image: Image, tmp_path: Path):
+    initrd = tmp_path / "initrd.img"
+    initrd.write_bytes(image.boot_read(layout.INITRD))
+    listing = subprocess.run(
+        f"zstd -dc {initrd} | cpio -t --quiet", shell=True, capture_output=True, text=True
+    ).stdout
+    for module in MODULES:
+        assert f"/{module}" in listing, module
+    assert "scripts/nfs" in listing
+
+
+def test_tftp_folder_per_pxe_id(image: Image):
+    boot = image.ls(layout.TFTP_BOOT)
+    for name in ("bootcode.bin", "start4.elf", layout.KERNEL, layout.INITRD):
+        assert name in boot and boot[name] & 0o444 == 0o444, name
+    assert image.symlink(f"{layout.TFTP_ROOT}/bootcode.bin") == ".boot/bootcode.bin"
+    for _mac, _ip, pxe, _uuid in AGENTS.values():
+        folder = f"{layout.TFTP_ROOT}/{pxe}"
+        entries = image.ls(folder)
+        for name in ("start4.elf", "fixup4.dat", layout.KERNEL, layout.INITRD):
+            assert image.symlink(f"{folder}/{name}") == f"../.boot/{name}"
+        assert "cmdline.txt" in entries
+
+
+def test_agent_layers_and_base(image: Image, repo: Path, tmp_path: Path):
+    for name in AGENTS:
+        rendered = repo / "build" / "render" / "agents" / name
+        for path in sorted(rendered.rglob("*")):
+            if path.is_file():
+                rel = path.relative_to(rendered).as_posix()
+                assert image.read(f"{layout.AGENT_LAYERS}/{name}/{rel}") == path.read_bytes()
+    assert image.exists(layout.AGENT_BASE) and image.exists(layout.AGENT_SHARED)
+    for name in AGENTS:  # every directory the agents' overlays in fstab name
+        for top in (layout.AGENT_UPPERS, layout.AGENT_WORKDIRS, layout.AGENT_MOUNTS):
+            assert image.exists(f"{top}/{name}"), f"{top}/{name}"
+    squashfs = tmp_path / "base.squashfs"
+    subprocess.run(
+        ["debugfs", "-R", f"dump {layout.AGENT_BASE_IMAGE} {squashfs}",
+         f"{image.path}?offset={image.root_offset}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert squashfs.read_bytes()[:4] == b"hsqs"
+    listing = subprocess.check_output(["unsquashfs", "-l", str(squashfs)], text=True)
+    assert "squashfs-root/usr/sbin/mount.nfs" in listing
+    assert "squashfs-root/usr/bin/cloud-init" in listing
+    assert "squashfs-root/usr/sbin/dnsmasq" not in listing  # agents get no master services
+    assert "ssh_host_" not in listing
+
+
+def test_release_file(image: Image, repo: Path):
+    from scooby.load.version import config_digest, describe
+
+    release = dict(
+        line.split("=", 1) for line in image.read(layout.RELEASE_FILE).decode().splitlines()
+    )
+    assert release["BASE"] == "debian"
+    assert release["K3S_MODE"] == "none"
+    assert release["CONFIG_DIGEST"] == config_digest(repo)
+    assert release["SCOOBY_VERSION"] == describe(repo)
+    assert not image.exists(layout.K3S_BINARY)
+
+
+def test_no_secrets_host_keys_or_machine_id(image: Image):
+    for secret in (GITHUB_TOKEN, AWS_SECRET):
+        found = subprocess.run(["grep", "-F", "-q", "-a", secret, str(image.path)])
+        assert found.returncode == 1, "a secret from .env is in the image"
+    assert not [n for n in image.ls("/etc/ssh") if n.startswith("ssh_host_")]
+    assert image.read("/etc/machine-id").strip() in (b"", b"uninitialized")
+    if image.exists("/var/lib/dbus/machine-id"):
+        assert image.symlink("/var/lib/dbus/machine-id") == "/etc/machine-id"
+
+
+def test_interrupted_build_leaves_nothing_behind(repo: Path, image: Image):
+    """Ctrl-C in the middle of assembling: no temporary image, work tree or stage, no mounts,
+    and the image from the last complete build is untouched."""
+    before = image.path.stat()
+    mounts = Path("/proc/mounts").read_text()
+    log = repo / "build" / "build.log"
+    proc = subprocess.Popen(
+        ["scooby", "build", "--repo", str(repo), "--k3s=none"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while "=== stage assemble ===" not in (log.read_text() if log.exists() else ""):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    assert not list(image.path.parent.glob(".*.tmp"))
+    assert not (repo / "build" / "work").exists()
+    assert not list((repo / ".cache" / "stages").glob(".*"))
+    assert Path("/proc/mounts").read_text() == mounts
+    after = image.path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+def test_embedded_k3s(built, tmp_path: Path):
+    """`--k3s=embed` with the release files served from 127.0.0.1.
+
+    TEST DOUBLE: small fake `k3s-arm64` and air-gap files (GitHub can't be reached here);
+    config pins their sha256 the way it pins the real release's.
+    """
+    import hashlib
+    import http.server
+    import threading
+    from functools import partial
+
+    version = "v1.31.4+k3s1"
+    site = tmp_path / "site" / version
+    site.mkdir(parents=True)
+    (site / "k3s-arm64").write_bytes(b"#!/bin/sh\necho fake k3s (test double)\n")
+    (site / "k3s-airgap-images-arm64.tar.zst").write_bytes(b"fake air-gap images\n")
+    sha = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in site.iterdir()}
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = partial(Quiet, directory=str(site.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    repo = make_repo(ROOT / "build" / "test-image" / "repo-k3s")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    with open(repo / "config", "a") as config:
+        config.write(
+            f"LC_K3S_VERSION={version}\nLC_K3S_SHA256={sha['k3s-arm64']}\n"
+            f"LC_K3S_AIRGAP_SHA256={sha['k3s-airgap-images-arm64.tar.zst']}\n"
+        )
+    shutil.rmtree(repo / ".cache" / "downloads" / "k3s" / version, ignore_errors=True)
+    try:
+        done = subprocess.run(
+            ["scooby", "build", "--repo", str(repo), "--k3s=embed"],
+            capture_output=True,
+            text=True,
+            env={
+                **os.environ,
+                "SCOOBY_K3S_BASE_URL": f"http://127.0.0.1:{server.server_address[1]}",
+            },
+        )
+    finally:
+        server.shutdown()
+        shutil.rmtree(repo / ".cache" / "downloads" / "k3s" / version, ignore_errors=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{version} embedded" in done.stderr
+    image = Image(repo / "images" / "scooby.img")
+    binary = (site / "k3s-arm64").read_bytes()
+    assert image.read(layout.K3S_BINARY) == binary
+    assert "Mode:  0755" in image.stat(layout.K3S_BINARY)
+    assert image.read(layout.AGENT_SHARED + layout.K3S_BINARY) == binary
+    airgap = f"{layout.K3S_AIRGAP_DIR}/k3s-airgap-images-arm64.tar.zst"
+    assert image.read(airgap) == (site / "k3s-airgap-images-arm64.tar.zst").read_bytes()
+    assert "Links: 2" in image.stat(airgap)  # the agents' copy is the same inode
+    release = image.read(layout.RELEASE_FILE).decode()
+    assert "K3S_MODE=embedded" in release and f"K3S_VERSION={version}" in release

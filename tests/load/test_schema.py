@@ -1,0 +1,85 @@
+"""The schemas themselves: valid, documented, formats as the issue lists, vendored sums."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+import pytest
+from conftest import ROOT
+from jsonschema import Draft202012Validator
+
+from scooby.load import schema
+
+VENDOR = ROOT / "schemas" / "vendor"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "schemas").rglob("*.json")), ids=str)
+def test_every_schema_is_valid_json_schema(path):
+    Draft202012Validator.check_schema(json.loads(path.read_text()))
+
+
+@pytest.mark.parametrize("kind", schema.KINDS)
+def test_every_key_is_described_and_defaults_are_valid(kind):
+    props = schema.properties(kind)
+    required = schema.schema(kind).get("required", [])
+    for key, prop in props.items():
+        assert prop.get("description"), key
+        assert key in required or "default" in prop, key
+    if not required:  # every key optional: the defaults alone are a valid file
+        assert schema.check(kind, schema.defaults(kind), kind, {}) == []
+
+
+FORMATS = {
+    "ipv4": (["192.168.1.64", "0.0.0.0"], ["192.168.1.256", "1.2.3", "::1", ""]),
+    "ipv4-network": (["192.168.64.0/24", "10.0.0.0/8"], ["192.168.64.1/24", "10.0.0.0", ""]),
+    "hostname": (["buffy", "agent-01", "a"], ["Buffy", "-a", "a_b", "a" * 64, "a.b"]),
+    "mac": (["b8:27:eb:81:1a:52", "B8:27:EB:81:1A:52"], ["b8-27-eb-81-1a-52", "b8:27:eb:81:1a"]),
+    "partuuid": (
+        ["d5f9e6c2-493c-48da-baf2-0c63dd7a36b1", "4f1c2d3e-02"],
+        ["4f1c2d3e-2", "4f1c2d3e", "zzf9e6c2-493c-48da-baf2-0c63dd7a36b1"],
+    ),
+    "sha256": (["sha256:" + "a" * 64, "A" * 64], ["a" * 63, "md5:" + "a" * 64]),
+    "pxe-id": (["c6811a52"], ["C6811A52", "10000000c6811a52", "c6811a5"]),
+    "uri": (["https://example.com/x.img.xz", "file:///srv/x.zip"], ["ftp://x/y", "example.com"]),
+    "s3-uri": (["s3://bucket/prefix"], ["https://bucket", "s3://"]),
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_formats(fmt):
+    check = schema.FORMATS[fmt][0]
+    good, bad = FORMATS[fmt]
+    assert [v for v in good if not check(v)] == []
+    assert [v for v in bad if check(v)] == []
+
+
+def test_unknown_key_gets_a_did_you_mean_hint():
+    (d,) = schema.check("agent", {"AGENT_IPP": "x"} | _willow(), "agents/w.agent", {"AGENT_IPP": 7})
+    assert str(d) == "agents/w.agent:7: error: AGENT_IPP: unknown key (did you mean AGENT_IP?)"
+
+
+def test_missing_required_key_names_it():
+    values = _willow()
+    del values["AGENT_PXE_ID"]
+    (d,) = schema.check("agent", values, "agents/w.agent", {})
+    assert str(d).startswith("agents/w.agent: error: AGENT_PXE_ID: required key is missing: ")
+
+
+def _willow() -> dict[str, str]:
+    return {
+        "AGENT_ETHERNET": "b8:27:eb:81:1a:52",
+        "AGENT_IP": "192.168.64.65",
+        "AGENT_RANCHER_PART_UUID": "d5f9e6c2-493c-48da-baf2-0c63dd7a36b1",
+        "AGENT_PXE_ID": "c6811a52",
+    }
+
+
+def test_vendored_schemas_match_their_recorded_sha256():
+    sources = (VENDOR / "SOURCES.md").read_text()
+    recorded = dict(re.findall(r"^\| `([^`]+\.json)` \| `([0-9a-f]{64})` \|", sources, re.M))
+    files = {p.name for p in VENDOR.glob("*.json")}
+    assert set(recorded) == files
+    for name, digest in recorded.items():
+        assert hashlib.sha256((VENDOR / name).read_bytes()).hexdigest() == digest, name
