@@ -26,7 +26,8 @@ from scooby.build.cache import digest_files
 from scooby.core.paths import TEMPLATES_DIR
 
 BASE_TEMPLATES = TEMPLATES_DIR / "base"
-HOOKS = BASE_TEMPLATES / "hooks"
+# mmdebstrap's hooks are code, not templates: they live with this module (package data).
+HOOKS = Path(__file__).resolve().parent / "hooks"
 COMPONENTS = "main,non-free-firmware"  # Broadcom Wi-Fi/BT firmware lives in non-free-firmware
 EPOCH = "1700000000"  # SOURCE_DATE_EPOCH: file times in the roots, not the build's clock
 
@@ -48,11 +49,15 @@ def agent_inputs(suite: str, mirror: str) -> dict:
         "mirror": mirror,
         "components": COMPONENTS,
         "packages": packages("agent"),
-        "templates": digest_files(
-            [HOOKS, BASE_TEMPLATES / "initramfs-tools", BASE_TEMPLATES / "dpkg"], BASE_TEMPLATES
-        ),
+        "templates": _base_digest(),
         "mmdebstrap": mmdebstrap_version(),
     }
+
+
+def _base_digest() -> dict[str, str]:
+    # hooks/NAME, as when the hooks were under templates/base: cache keys stay the same.
+    base = [BASE_TEMPLATES / "initramfs-tools", BASE_TEMPLATES / "dpkg"]
+    return digest_files([HOOKS], HOOKS.parent) | digest_files(base, BASE_TEMPLATES)
 
 
 def master_inputs(agent_key: str) -> dict:
