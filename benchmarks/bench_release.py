@@ -30,6 +30,7 @@ from release_images import release_values  # noqa: E402
 from scooby.core import layout  # noqa: E402
 from scooby.release import artifacts as release  # noqa: E402
 from scooby.util import diskimage  # noqa: E402
+from scooby.util.files import sha256_file  # noqa: E402
 from scooby.validate.validator import validated  # noqa: E402
 
 MiB = 1024 * 1024
@@ -177,7 +178,7 @@ def main() -> int:
         used = used_bytes(image)
         print(f"  raw size {raw / MiB:,.0f} MiB, used {used / MiB:,.0f} MiB", end="")
         print(f" (file data {data / MiB:,.0f} MiB)" if data else "")
-        _, t_sha = timed("sha256 of the raw image", release.sha256_file, image)
+        _, t_sha = timed("sha256 of the raw image", sha256_file, image)
         for i, options in enumerate(args.zstd.split(",")):
             out = work / f"variant{i}.zst"
             size, t = timed(

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_checks import big_repo  # noqa: E402  (the same 250-agent cluster the tests check)
+from conftest import big_repo  # noqa: E402  (the same 250-agent cluster the tests check)
 
 EXAMPLE = ROOT / "tests" / "data" / "example-repo"
 TARGETS = {"example": 1.5, "250 agents": 4.0}

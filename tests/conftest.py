@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -46,3 +49,40 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env
+    ).stdout.strip()
+
+
+def big_repo(root: Path, n: int) -> Path:
+    """The example's config and .env with n agents: Pi 3s and Pi 4s, some with swap."""
+    root.mkdir(parents=True)
+    for name in ("config", ".env"):
+        shutil.copyfile(EXAMPLE / name, root / name)
+    rng = random.Random(n)
+    (root / "agents").mkdir()
+    for i in range(n):
+        oui = ("b8:27:eb", "dc:a6:32", "e4:5f:01")[i % 3]
+        tail = rng.getrandbits(24).to_bytes(3, "big")
+        swap = f"AGENT_SWAP_PART_UUID={rng.getrandbits(32):08x}-02\n" if i % 4 == 0 else ""
+        (root / f"agents/node{i:03d}.agent").write_text(
+            f"AGENT_ETHERNET={oui}:{tail.hex(':')}\n"
+            f"AGENT_IP=192.168.64.{i + 2}\n"
+            f"AGENT_RANCHER_PART_UUID={rng.getrandbits(32):08x}-01\n"
+            f"{swap}"
+            f"AGENT_PXE_ID={rng.getrandbits(32):08x}\n"
+            f"AGENT_K3S_ARGS=\"--node-label 'rack={i // 40}'\"\n"
+        )
+    return root

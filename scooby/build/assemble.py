@@ -105,7 +105,7 @@ def release_text(cluster: Cluster, base: str, k3s: K3sPlan) -> str:
     return env.get_template("release.j2").render(
         version=describe(cluster.repo),
         base=base,
-        k3s_version=k3s.version if k3s.mode != "none" else "",
+        k3s_version=k3s.version if k3s.mode != layout.NO_K3S else "",
         k3s_mode=k3s.mode,
         config_digest=config_digest(cluster.repo),
     )

@@ -11,15 +11,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from scooby.core import layout
 from scooby.core.errors import ScoobyError, error
 from scooby.core.model import K3s
+from scooby.util.files import DownloadFailed, WrongChecksum, download_verified
 
 RELEASES = "https://github.com/k3s-io/k3s/releases/download"
 BINARY = "k3s-arm64"
@@ -54,14 +53,6 @@ def cache_dir(downloads: Path, version: str) -> Path:
     return downloads / "k3s" / version
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class Unavailable(Exception):
     """A pinned file could not be had: not cached, not downloadable, or not matching."""
 
@@ -70,26 +61,12 @@ def fetch(link: str, dest: Path, sha256: str) -> Path:
     """`dest` if it is there with the right sha256, else download it (temp name, verified)."""
     if not sha256:
         raise Unavailable(f"{dest.name}: no sha256 pinned in config, refusing to use it")
-    if dest.is_file():
-        if sha256_file(dest) == sha256:
-            return dest
-        dest.unlink()  # a corrupt or stale file: fetch again
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part")
-    h = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(link, timeout=TIMEOUT) as response, open(tmp, "wb") as out:
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                h.update(chunk)
-                out.write(chunk)
-        if h.hexdigest() != sha256:
-            raise Unavailable(f"{link}: sha256 {h.hexdigest()}, expected {sha256}")
-        os.replace(tmp, dest)
-    except (urllib.error.URLError, OSError) as exc:
-        raise Unavailable(f"{link}: {getattr(exc, 'reason', exc)}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
+    try:  # a corrupt or stale file is fetched again and replaced
+        return download_verified(link, dest, sha256, TIMEOUT)
+    except WrongChecksum as exc:
+        raise Unavailable(f"{link}: sha256 {exc.got}, expected {sha256}") from exc
+    except (DownloadFailed, OSError) as exc:
+        raise Unavailable(f"{link}: {exc}") from exc
 
 
 def files(k3s: K3s, downloads: Path, base: str | None = None) -> K3sFiles:
@@ -113,9 +90,9 @@ def how_to_provide(k3s: K3s, downloads: Path, repo: Path) -> str:
 def plan(mode: str, k3s: K3s, downloads: Path, repo: Path, base: str | None = None) -> K3sPlan:
     """What the image gets for `--k3s MODE`."""
     if mode == "none":
-        return K3sPlan("none", k3s.version, None, "")
+        return K3sPlan(layout.NO_K3S, k3s.version, None, "")
     try:
-        return K3sPlan("embedded", k3s.version, files(k3s, downloads, base), "")
+        return K3sPlan(layout.EMBEDDED, k3s.version, files(k3s, downloads, base), "")
     except Unavailable as exc:
         if mode == "embed":
             raise ScoobyError(
@@ -128,7 +105,7 @@ def plan(mode: str, k3s: K3s, downloads: Path, repo: Path, base: str | None = No
                 )
             ) from None
         return K3sPlan(
-            "first-boot",
+            layout.FIRST_BOOT,
             k3s.version,
             None,
             f"K3S {k3s.version} not embedded ({exc}): the master will download and install it "

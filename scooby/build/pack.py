@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scooby.core import layout
+from scooby.util.files import atomic
 
 MIB = 1024 * 1024
 SECTOR = 512
@@ -169,15 +170,11 @@ def pack(boot: Path, root: Path, hostname: str, out: Path, log=None) -> Packed:
     bsize = boot_size(boot)
     rsize, inodes = root_size(root)
     total = FIRST + bsize + rsize
-    tmp = out.with_name(f".{out.name}.tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with atomic(out) as tmp:
         with open(tmp, "wb") as f:
             f.truncate(total)  # sparse: untouched space costs nothing on disk
         partition_table(tmp, hostname, bsize, rsize, log)
         fat(tmp, FIRST, bsize, boot, hostname, log)
         ext4(tmp, FIRST + bsize, rsize, inodes, root, hostname, log)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return Packed(out, total, bsize, rsize)

@@ -23,7 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scooby.core import layout
 from scooby.core.errors import ScoobyError, error
+from scooby.util.tools import missing, not_installed
 
 TOOLS = ("mmdebstrap", "unshare", "mksquashfs", "mkfs.vfat", "mcopy", "sfdisk", "mke2fs", "tar")
 
@@ -95,20 +97,20 @@ def enable_arm64_emulation(console) -> None:
 
 def check_host(console) -> None:
     """Fail before any slow work when this machine can't build."""
-    problems = [f"`{t}` not found" for t in TOOLS if shutil.which(t) is None]
+    problems = [not_installed(t) for t in missing(TOOLS)]
     if os.geteuid() != 0:
-        problems.append("must run as root (or use ./scripts/build.sh --vagrant)")
+        problems.append(
+            "must run as root (or use ./scripts/build.sh --vagrant; see scripts/setup.sh)"
+        )
     elif not runs_arm64():
         enable_arm64_emulation(console)
         if not runs_arm64():
             problems.append(
                 "this machine can't run arm64 programs: install qemu-user-static and "
-                "binfmt-support, and make sure binfmt_misc is mounted"
+                "binfmt-support, and make sure binfmt_misc is mounted (see scripts/setup.sh)"
             )
     if problems:
-        raise ScoobyError(
-            [error("", None, f"{p} (see scripts/setup.sh)", "build") for p in problems]
-        )
+        raise ScoobyError([error("", None, p, "build") for p in problems])
 
 
 def build(repo: Path, out: Path, k3s_mode: str, clean: bool, console, log):
@@ -238,7 +240,8 @@ def k3s_stage(k3s_mod, mode, cluster, cache, repo):
     folder = k3s_mod.cache_dir(cache.downloads, k3s.version)
     was_cached = (folder / k3s_mod.BINARY).is_file() and (folder / k3s_mod.AIRGAP).is_file()
     plan = k3s_mod.plan(mode, k3s, cache.downloads, repo)
-    note = {"embedded": f"{k3s.version} embedded", "first-boot": "first-boot install"}.get(
-        plan.mode, "without K3S"
-    )
-    return plan, was_cached and plan.mode == "embedded", note
+    note = {
+        layout.EMBEDDED: f"{k3s.version} embedded",
+        layout.FIRST_BOOT: "first-boot install",
+    }.get(plan.mode, "without K3S")
+    return plan, was_cached and plan.mode == layout.EMBEDDED, note

@@ -17,16 +17,14 @@ import lzma
 import os
 import shutil
 import subprocess
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
 
-from scooby.build.k3s import sha256_file
 from scooby.core import layout
 from scooby.core.errors import ScoobyError, error
 from scooby.util import diskimage
 from scooby.util.diskimage import Partition
+from scooby.util.files import DownloadFailed, WrongChecksum, download_verified
 
 KERNEL_NAMES = {"kernel8.img": layout.KERNEL, "initramfs8": layout.INITRD}
 FAT_TYPES = {"b", "c", "e", "6", "ef"}
@@ -38,25 +36,13 @@ def download(href: str, sha256: str, downloads: Path) -> Path:
     """The image file (still compressed) from the cache, or downloaded and verified."""
     name = href.rstrip("/").rsplit("/", 1)[-1] or "image"
     dest = downloads / "raspios" / f"{sha256[:16]}-{name}"
-    if dest.is_file() and sha256_file(dest) == sha256:
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part")
     try:
-        with urllib.request.urlopen(href, timeout=30) as response, open(tmp, "wb") as out:
-            shutil.copyfileobj(response, out, CHUNK)
-    except (urllib.error.URLError, OSError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise _error(
-            f"can't download {href} ({getattr(exc, 'reason', exc)}); put the file at "
-            f"{dest} to build offline"
-        ) from None
-    got = sha256_file(tmp)
-    if got != sha256:
-        tmp.unlink()
-        raise _error(f"{href}: sha256 is {got}, LC_IMAGE_SHA says {sha256}")
-    os.replace(tmp, dest)
-    return dest
+        return download_verified(href, dest, sha256)
+    except DownloadFailed as exc:
+        why = f"can't download {href} ({exc}); put the file at {dest} to build offline"
+        raise _error(why) from None
+    except WrongChecksum as exc:
+        raise _error(f"{href}: sha256 is {exc.got}, LC_IMAGE_SHA says {sha256}") from None
 
 
 def _error(message: str) -> ScoobyError:
@@ -118,11 +104,7 @@ def extract_root(image: Path, part: Partition, out: Path) -> None:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    done = subprocess.run(
-        ["debugfs", "-R", f"rdump / {out}", f"{image}?offset={part.offset}"],
-        capture_output=True,
-        text=True,
-    )
+    done = diskimage.debugfs(image, part.offset, "-R", f"rdump / {out}")
     if done.returncode != 0 or "rdump:" in done.stderr:
         raise _error(f"{image.name}: can't read the root partition: {done.stderr.strip()}")
     os.chmod(out, 0o755)
@@ -143,12 +125,7 @@ def restore_special_bits(image: Path, part: Partition, tree: Path) -> None:
     commands = tree.parent / f".{tree.name}.debugfs"
     commands.write_text("".join(f'ls -p "{d}"\n' for d in dirs))
     try:
-        done = subprocess.run(
-            ["debugfs", "-f", str(commands), f"{image}?offset={part.offset}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        done = diskimage.debugfs(image, part.offset, "-f", str(commands), check=True)
     finally:
         commands.unlink()
     current = "/"

@@ -7,8 +7,10 @@ import signal
 from pathlib import Path
 
 from scooby.build.pipeline import Report
+from scooby.core import layout
+from scooby.core.paths import IMAGE
 
-HELP = "build the master's bootable image (images/scooby.img) from Debian's archive"
+HELP = f"build the master's bootable image ({IMAGE}) from Debian's archive"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="IMG",
-        help="where to write the image (default: REPO/images/scooby.img)",
+        help=f"where to write the image (default: REPO/{IMAGE})",
     )
 
 
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from scooby.build import build
 
     repo = args.repo.resolve()
-    out = (args.out or repo / "images" / "scooby.img").resolve()
+    out = (args.out or repo / IMAGE).resolve()
     console = Console(stderr=True)
     logfile = repo / "build" / "build.log"
     logfile.parent.mkdir(parents=True, exist_ok=True)
@@ -70,8 +72,8 @@ def summary(report: Report, image):
     table.add_row("total", f"{total:.1f} s", "", "")
     plan = report.k3s
     k3s = {
-        "embedded": f"K3S {plan.version} (embedded)",
-        "first-boot": f"K3S {plan.version} installed at first boot (NOT embedded)",
+        layout.EMBEDDED: f"K3S {plan.version} (embedded)",
+        layout.FIRST_BOOT: f"K3S {plan.version} installed at first boot (NOT embedded)",
     }.get(plan.mode, "without K3S")
     table.caption = (
         f"image {image.size / 2**30:.2f} GiB ({image.image.name}) · base {report.base} · {k3s}"

@@ -7,11 +7,12 @@ import os
 import sys
 from pathlib import Path
 
+from scooby.core.paths import IMAGE
 from scooby.release.artifacts import COMPRESSORS, DEFAULT_DIST, DEFAULT_IMAGE
 from scooby.util.progress import progress
 
 HELP = (
-    "compress images/scooby.img and write .bmap, SHA256SUMS, release.json and a Raspberry Pi "
+    f"compress {IMAGE} and write .bmap, SHA256SUMS, release.json and a Raspberry Pi "
     "Imager list to dist/; upload them to GitHub and S3 when their secrets are set"
 )
 

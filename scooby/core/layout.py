@@ -25,6 +25,9 @@ RELEASE_FILE = "/etc/scooby/release"  # KEY=VALUE lines, written by build; see b
 # /etc/scooby/release keys: SCOOBY_VERSION, BASE (debian|raspios), K3S_VERSION,
 # K3S_MODE (embedded: binary and air-gap images in the image | first-boot: the master installs
 # the pinned, checksum-verified release at first boot | none: no K3S), CONFIG_DIGEST.
+# The K3S_MODE values, spelled here only:
+EMBEDDED, FIRST_BOOT, NO_K3S = "embedded", "first-boot", "none"
+K3S_MODES = (EMBEDDED, FIRST_BOOT, NO_K3S)
 K3S_BINARY = "/usr/local/bin/k3s"  # on the master, and under AGENT_SHARED for the agents
 K3S_AIRGAP_DIR = "/var/lib/rancher/k3s/agent/images"  # air-gap images (local disk, not NFS)
 K3S_AIRGAP_SHARED = "/usr/local/share/scooby/k3s-airgap-images-arm64.tar.zst"  # under AGENT_SHARED

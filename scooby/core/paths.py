@@ -6,3 +6,6 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = PACKAGE / "schemas"
 TEMPLATES_DIR = PACKAGE / "templates"
+
+# In the user's repository (relative to --repo):
+IMAGE = "images/scooby.img"  # what build writes, test-qemu boots and release publishes

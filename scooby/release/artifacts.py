@@ -19,15 +19,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scooby.core import layout
 from scooby.core.errors import Diagnostic, ScoobyError, error
 from scooby.core.model import Cluster
+from scooby.core.paths import IMAGE
 from scooby.load import version
 from scooby.release.imageinfo import image_release
 from scooby.release.versions import image_commit, is_tag, release_date
+from scooby.util.files import CHUNK, atomic, sha256_file, write_text
+from scooby.util.tools import not_installed
 
-DEFAULT_IMAGE = "images/scooby.img"
+DEFAULT_IMAGE = IMAGE
 DEFAULT_DIST = "dist"
-CHUNK = 4 * 1024 * 1024
 
 # zstd -T0 uses every core. --long=27 (a 128 MiB window) finds the copies an image holds (the
 # kernel and initrd in the FAT partition, /boot and the agents' TFTP folder): on a real build
@@ -74,20 +77,6 @@ class Release:
 # --- making artifacts --------------------------------------------------------------------
 
 
-def _tmp(dest: Path) -> Path:
-    return dest.with_name(f".{dest.name}.partial")
-
-
-def sha256_file(path: Path, advance: Callable[[int], None] | None = None) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            if advance:
-                advance(len(chunk))
-    return digest.hexdigest()
-
-
 def artifact(path: Path, kind: str, **where: bool) -> Artifact:
     return Artifact(path, path.stat().st_size, sha256_file(path), kind, **where)
 
@@ -102,13 +91,9 @@ def compress(
     """
     command = COMPRESSORS[fmt]
     if shutil.which(command[0]) is None:
-        package = {"zstd": "zstd", "xz": "xz-utils"}[command[0]]
-        raise ScoobyError(
-            Diagnostic("", None, f"{command[0]} not found: apt-get install {package}")
-        )
+        raise ScoobyError(Diagnostic("", None, not_installed(command[0])))
     raw, packed = hashlib.sha256(), hashlib.sha256()
     failure: list[BaseException] = []
-    tmp = _tmp(dest)
     proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     def feed() -> None:
@@ -127,29 +112,27 @@ def compress(
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
     try:
-        with tmp.open("wb") as out:
-            while chunk := proc.stdout.read(CHUNK):
-                packed.update(chunk)
-                out.write(chunk)
-        feeder.join()
-        if proc.wait() != 0 or failure:
-            why = failure[0] if failure else f"{command[0]} exited {proc.returncode}"
-            raise ScoobyError(Diagnostic("", None, f"compressing {image.name} failed: {why}"))
-        os.replace(tmp, dest)
+        with atomic(dest) as tmp:
+            with tmp.open("wb") as out:
+                while chunk := proc.stdout.read(CHUNK):
+                    packed.update(chunk)
+                    out.write(chunk)
+            feeder.join()
+            if proc.wait() != 0 or failure:
+                why = failure[0] if failure else f"{command[0]} exited {proc.returncode}"
+                raise ScoobyError(Diagnostic("", None, f"compressing {image.name} failed: {why}"))
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        tmp.unlink(missing_ok=True)
     return raw.hexdigest(), packed.hexdigest()
 
 
 def bmap(image: Path, dest: Path) -> None:
     """`bmaptool create`: the mapped ranges (and their checksums) of the raw image."""
     if shutil.which("bmaptool") is None:
-        raise ScoobyError(Diagnostic("", None, "bmaptool not found: apt-get install bmap-tools"))
-    tmp = _tmp(dest)
-    try:
+        raise ScoobyError(Diagnostic("", None, not_installed("bmaptool")))
+    with atomic(dest) as tmp:
         done = subprocess.run(
             ["bmaptool", "create", "-o", str(tmp), str(image)],
             capture_output=True,
@@ -159,37 +142,22 @@ def bmap(image: Path, dest: Path) -> None:
         if done.returncode != 0:
             why = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
             raise ScoobyError(Diagnostic("", None, f"bmaptool create failed: {why[0]}"))
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def split(path: Path, part_size: int) -> list[Path]:
     """PATH.part00, PATH.part01, ...: `cat PATH.part* > PATH` puts it back together."""
     parts = []
+    size = path.stat().st_size
     with path.open("rb") as src:
-        index = 0
-        while True:
+        for index, start in enumerate(range(0, size, part_size)):
             dest = path.with_name(f"{path.name}.part{index:02d}")
-            tmp = _tmp(dest)
-            written = 0
-            with tmp.open("wb") as out:
-                while written < part_size and (chunk := src.read(min(CHUNK, part_size - written))):
+            left = min(part_size, size - start)
+            with atomic(dest) as tmp, tmp.open("wb") as out:
+                while left and (chunk := src.read(min(CHUNK, left))):
                     out.write(chunk)
-                    written += len(chunk)
-            if written == 0:
-                tmp.unlink()
-                break
-            os.replace(tmp, dest)
+                    left -= len(chunk)
             parts.append(dest)
-            index += 1
     return parts
-
-
-def write_text(dest: Path, text: str) -> None:
-    tmp = _tmp(dest)
-    tmp.write_text(text)
-    os.replace(tmp, dest)
 
 
 def write_json(dest: Path, data: object) -> None:
@@ -208,7 +176,7 @@ def manifest(
     """release.json: what is in the image and where it came from. Built field by field from
     the model, so nothing from `Secrets` can slip in."""
     m = cluster.master
-    k3s = "without K3S" if info["K3S_MODE"] == "none" else info["K3S_VERSION"]
+    k3s = "without K3S" if info["K3S_MODE"] == layout.NO_K3S else info["K3S_VERSION"]
     data = {
         "name": "scooby",
         "version": info["SCOOBY_VERSION"],

@@ -3,30 +3,20 @@ the ext4 root without a loop device, a mount or root."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 from scooby.core import layout
-from scooby.core.errors import Diagnostic, ScoobyError, error
+from scooby.core.errors import ScoobyError, error
 from scooby.util import diskimage
 
 RELEASE_KEYS = ("SCOOBY_VERSION", "BASE", "K3S_VERSION", "K3S_MODE", "CONFIG_DIGEST")
-K3S_MODES = ("embedded", "first-boot", "none")
 
 
 def read_image_file(image: Path, inside: str, shown: str = "") -> str:
     """A file's text from the image's ext4 root, via debugfs: no loop device, no mount, no root."""
     shown = shown or str(image)
-    if shutil.which("debugfs") is None:
-        raise ScoobyError(Diagnostic("", None, "debugfs not found: apt-get install e2fsprogs"))
     offset = diskimage.partition(image, layout.ROOT_PARTITION, shown).offset
-    done = subprocess.run(
-        ["debugfs", "-R", f"cat {inside}", f"{image}?offset={offset}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = diskimage.debugfs(image, offset, "-R", f"cat {inside}")
     # debugfs exits 0 even when the file is missing; it says so on stderr.
     problem = [
         line
@@ -50,10 +40,11 @@ def parse_release_file(text: str, where: str) -> dict[str, str]:
     problems = [
         error(where, None, "missing from the image's release file", key)
         for key in RELEASE_KEYS
-        if not values.get(key) and not (key == "K3S_VERSION" and values.get("K3S_MODE") == "none")
+        if not values.get(key)
+        and not (key == "K3S_VERSION" and values.get("K3S_MODE") == layout.NO_K3S)
     ]
-    if values.get("K3S_MODE") and values["K3S_MODE"] not in K3S_MODES:
-        problems.append(error(where, None, f"not one of {', '.join(K3S_MODES)}", "K3S_MODE"))
+    if values.get("K3S_MODE") and values["K3S_MODE"] not in layout.K3S_MODES:
+        problems.append(error(where, None, f"not one of {', '.join(layout.K3S_MODES)}", "K3S_MODE"))
     if problems:
         raise ScoobyError(problems)
     return values

@@ -30,24 +30,11 @@ from pathlib import Path
 
 from scooby.core import layout
 from scooby.core.errors import Diagnostic, ScoobyError, error, errors_only, warning
+from scooby.util.tools import not_installed
 
 UNIT_SUFFIXES = (".service", ".socket", ".timer", ".mount", ".path", ".target", ".automount")
 # Executables the image provides that a build host normally lacks; a unit may name them.
 IMAGE_EXECUTABLES = frozenset({layout.K3S_BINARY})
-# The package that provides each checker, for the message when one is missing.
-PACKAGES = {
-    "dnsmasq": "dnsmasq",
-    "lighttpd": "lighttpd",
-    "iptables-nft-restore": "iptables",
-    "ip6tables-nft-restore": "iptables",
-    "xtables-legacy-multi": "iptables",
-    "cloud-init": "cloud-init",
-    "systemd-analyze": "systemd",
-    "sshd": "openssh-server",
-    "ssh-keygen": "openssh-client",
-    "exportfs": "nfs-kernel-server",
-    "unshare": "util-linux",
-}
 CLOUD_CONFIG = b"#cloud-config"
 
 
@@ -98,12 +85,7 @@ def _missing(tool: str, what: str) -> list[Diagnostic]:
     if shutil.which(tool):
         return []
     return [
-        error(
-            "",
-            None,
-            f"cannot check {what}: `{tool}` is not installed (Debian package "
-            f"{PACKAGES.get(tool, tool)}, see scripts/packages.txt); or render with --no-check",
-        )
+        error("", None, f"cannot check {what}: {not_installed(tool)}; or render with --no-check")
     ]
 
 

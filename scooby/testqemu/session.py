@@ -27,6 +27,7 @@ from pathlib import Path
 
 from scooby.core import layout
 from scooby.core.errors import ScoobyError, error
+from scooby.core.paths import IMAGE
 from scooby.testqemu.phases import (
     FAILED,
     NOT_RUN,
@@ -40,8 +41,9 @@ from scooby.testqemu.phases import (
     table,
 )
 from scooby.testqemu.probes import EXTERNAL_PROBES, PROBE_NAMES, probe, probe_port
+from scooby.util.tools import missing, not_installed
 
-DEFAULT_IMAGE = "images/scooby.img"
+DEFAULT_IMAGE = IMAGE
 EVIDENCE = "build/test-qemu"
 SSH_PORT, API_PORT = 2222, 6443  # the master's forwards, on the test namespace's loopback
 DHCP_WAIT = 60  # seconds the boot ROM asks for a lease before the phase fails
@@ -67,8 +69,7 @@ def check_host(cluster, image: Path, identity: Path | None) -> None:
     """Everything the run needs, checked before a VM starts."""
     from scooby.testqemu import qemuvm
 
-    problems = [error("", None, f"`{t}` not found (see scripts/packages.txt)") for t in
-                qemuvm.TOOLS if shutil.which(t) is None]  # fmt: skip
+    problems = [error("", None, not_installed(t)) for t in missing(qemuvm.TOOLS)]
     if os.geteuid() != 0:
         problems.append(error("", None, "test-qemu must run as root (network namespaces, taps)"))
     if not image.is_file():
@@ -349,7 +350,7 @@ class Session:
 
     def master_services(self, deadline: float) -> str:
         units = ["dnsmasq", "lighttpd", "nfs-server", "netfilter-persistent"]
-        if self.k3s_mode == "embedded":
+        if self.k3s_mode == layout.EMBEDDED:
             units.append("k3s")
         done = self.master_cmd(
             f"systemctl is-active {' '.join(units)}", deadline - time.monotonic()
@@ -556,7 +557,7 @@ class Session:
         return f"{banner}; {PROBE} gone"
 
     def k3s_nodes(self, deadline: float) -> str | Skip:
-        if self.k3s_mode in ("", "none"):
+        if self.k3s_mode in ("", layout.NO_K3S):
             return Skip(f"image built without K3S (K3S_MODE={self.k3s_mode or 'unset'})")
         want = {self.cluster.master.hostname, self.agent.name}
         last = ""

@@ -7,11 +7,13 @@ this way (then mtools at `IMG@@OFFSET`, debugfs at `IMG?offset=`), never by moun
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from scooby.core.errors import ScoobyError, error
+from scooby.util.tools import not_installed
 
 
 @dataclass(frozen=True)
@@ -49,3 +51,13 @@ def _number(node: str, image: Path, index: int) -> int:
     """sfdisk names partition N of FILE as FILEN (FILEpN after a digit)."""
     suffix = node.removeprefix(str(image)).lstrip("p")
     return int(suffix) if suffix.isdigit() else index
+
+
+def debugfs(image: Path, offset: int, *args: str, check: bool = False):
+    """debugfs ARGS on the ext4 file system OFFSET bytes into IMAGE: no loop device, no mount.
+    The one place Scooby runs debugfs (release reads files, the Raspberry Pi OS base rdumps)."""
+    if shutil.which("debugfs") is None:
+        raise ScoobyError(error("", None, not_installed("debugfs")))
+    return subprocess.run(
+        ["debugfs", *args, f"{image}?offset={offset}"], capture_output=True, text=True, check=check
+    )

@@ -312,7 +312,7 @@ def test_interrupted_build_leaves_nothing_behind(repo: Path, image: Image):
     time.sleep(1)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130
-    assert not list(image.path.parent.glob(".*.tmp"))
+    assert not list(image.path.parent.glob(".*.partial"))
     assert not (repo / "build" / "work").exists()
     assert not list((repo / ".cache" / "stages").glob(".*"))
     assert Path("/proc/mounts").read_text() == mounts

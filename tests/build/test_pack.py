@@ -47,7 +47,7 @@ def test_pack_reads_back(tmp_path: Path):
     boot, root = tree(tmp_path)
     out = tmp_path / "images" / "disk.img"
     packed = pack.pack(boot, root, "buffy", out)
-    assert out.is_file() and not list(out.parent.glob(".*.tmp"))
+    assert out.is_file() and not list(out.parent.glob(".*.partial"))
     assert out.stat().st_size == packed.size
 
     table = json.loads(subprocess.check_output(["sfdisk", "-J", str(out)]))["partitiontable"]

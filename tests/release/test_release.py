@@ -9,12 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import WILLOW, write_repo
+from conftest import WILLOW, git, write_repo
 from release_images import make_image, release_values
 from test_github import SLUG, api  # noqa: F401 (fixture: the GitHub REST API test double)
 from test_github import TOKEN as GITHUB_TOKEN
 from test_s3 import env, moto_endpoint  # noqa: F401 (fixtures: moto's server on 127.0.0.1)
-from test_version import git
 
 from scooby import cli
 from scooby.cli import release as cli_release

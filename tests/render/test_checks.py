@@ -3,12 +3,11 @@ and a file each daemon would reject is reported at its OUT-relative path and lin
 
 from __future__ import annotations
 
-import random
 import shutil
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE
+from conftest import EXAMPLE, big_repo
 
 from scooby.core.model import Cluster
 from scooby.render import checks
@@ -20,28 +19,6 @@ def cluster_of(repo: Path) -> Cluster:
     cluster, diagnostics = validate.validate(repo, environ={})
     assert cluster is not None, diagnostics
     return cluster
-
-
-def big_repo(root: Path, n: int) -> Path:
-    """The example's config and .env with n agents: Pi 3s and Pi 4s, some with swap."""
-    root.mkdir(parents=True)
-    for name in ("config", ".env"):
-        shutil.copyfile(EXAMPLE / name, root / name)
-    rng = random.Random(n)
-    (root / "agents").mkdir()
-    for i in range(n):
-        oui = ("b8:27:eb", "dc:a6:32", "e4:5f:01")[i % 3]
-        tail = rng.getrandbits(24).to_bytes(3, "big")
-        swap = f"AGENT_SWAP_PART_UUID={rng.getrandbits(32):08x}-02\n" if i % 4 == 0 else ""
-        (root / f"agents/node{i:03d}.agent").write_text(
-            f"AGENT_ETHERNET={oui}:{tail.hex(':')}\n"
-            f"AGENT_IP=192.168.64.{i + 2}\n"
-            f"AGENT_RANCHER_PART_UUID={rng.getrandbits(32):08x}-01\n"
-            f"{swap}"
-            f"AGENT_PXE_ID={rng.getrandbits(32):08x}\n"
-            f"AGENT_K3S_ARGS=\"--node-label 'rack={i // 40}'\"\n"
-        )
-    return root
 
 
 @pytest.fixture(scope="module")
