@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "testqemu")]  # conftest, test_qemu
 
 BUDGET = 20 * 60  # the whole test on this 2-core machine
 

@@ -24,6 +24,7 @@ from scooby.build.k3s import AIRGAP, K3sPlan
 from scooby.core import layout
 from scooby.core.model import Cluster
 from scooby.core.paths import TEMPLATES_DIR
+from scooby.util import templates
 
 FIRMWARE_DIRS = ("usr/lib/raspi-firmware",)  # Debian's raspi-firmware package
 FIRMWARE_GLOBS = ("bootcode.bin", "start*.elf", "fixup*.dat", "LICENCE.broadcom")
@@ -93,15 +94,9 @@ def link_or_copy(src: Path, dest: Path) -> None:
 
 
 def release_text(cluster: Cluster, base: str, k3s: K3sPlan) -> str:
-    import jinja2
-
     from scooby.load.version import config_digest, describe
 
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR / "base" / "release")),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
+    env = templates.environment(TEMPLATES_DIR / "base" / "release")
     return env.get_template("release.j2").render(
         version=describe(cluster.repo),
         base=base,

@@ -130,7 +130,7 @@ def notes(made, found: Targets) -> str:
     import json
 
     from scooby.core.paths import TEMPLATES_DIR
-    from scooby.render.renderer import environment
+    from scooby.util.templates import environment
 
     manifest = next(a for a in made.artifacts if a.kind == "manifest")
     image = next(a for a in made.artifacts if a.kind == "image")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import shutil
 import stat
 import uuid
@@ -32,6 +31,7 @@ from scooby.core.errors import Diagnostic, ScoobyError, error, warning
 from scooby.core.model import Cluster
 from scooby.core.paths import TEMPLATES_DIR
 from scooby.load.reader import SERVER
+from scooby.util import templates
 
 SECTIONS = ("boot", "master")  # rendered once; "agent" is rendered per agent
 # NFS export fsids are UUIDs derived from the agent's name: stable when agents come and go.
@@ -46,19 +46,8 @@ class Rendered:
 
 
 def environment(root: Path):
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(root)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
-    env.filters["shquote"] = shlex.quote
-    env.filters["nfs_fsid"] = nfs_fsid
-    return env
+    """util.templates' environment with render's own filter, `nfs_fsid`."""
+    return templates.environment(root, {"nfs_fsid": nfs_fsid})
 
 
 def nfs_fsid(name: str) -> str:

@@ -376,7 +376,7 @@ def test_token_from_the_env_file_name(tmp_path: Path) -> None:
     ],
 )
 def test_repository_from_the_git_remote(tmp_path: Path, remote: str) -> None:
-    from test_version import git
+    from conftest import git
 
     git(tmp_path, "init", "-q")
     git(tmp_path, "remote", "add", "origin", remote)
