@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 from scooby.core import layout
-from scooby.load import version
+from scooby.load.digest import config_digest
+from scooby.util.git import describe
 
 MiB = 1024 * 1024
 BOOT_START = 1 * MiB
@@ -18,11 +19,11 @@ BOOT_SIZE = 16 * MiB
 
 def release_values(repo: Path, image_version: str | None = None, **overrides: str) -> dict:
     values = {
-        "SCOOBY_VERSION": image_version or version.describe(repo),
+        "SCOOBY_VERSION": image_version or describe(repo),
         "BASE": "debian",
         "K3S_VERSION": "v1.33.4+k3s1",
         "K3S_MODE": "first-boot",
-        "CONFIG_DIGEST": version.config_digest(repo),
+        "CONFIG_DIGEST": config_digest(repo),
     }
     values.update(overrides)
     return values

@@ -94,15 +94,13 @@ def link_or_copy(src: Path, dest: Path) -> None:
 
 
 def release_text(cluster: Cluster, base: str, k3s: K3sPlan) -> str:
-    from scooby.load.version import config_digest, describe
-
     env = templates.environment(TEMPLATES_DIR / "base" / "release")
     return env.get_template("release.j2").render(
-        version=describe(cluster.repo),
+        version=cluster.version,
         base=base,
         k3s_version=k3s.version if k3s.mode != layout.NO_K3S else "",
         k3s_mode=k3s.mode,
-        config_digest=config_digest(cluster.repo),
+        config_digest=cluster.config_digest,
     )
 
 

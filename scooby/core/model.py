@@ -94,6 +94,9 @@ class Cluster:
     agents: tuple[Agent, ...]  # sorted by name
     secrets: Secrets
     server_files: tuple[str, ...]  # repo-relative paths under server/, sorted
+    # What later stages need of the repository itself, so none of them reads it again:
+    version: str = ""  # `git describe` of the repo (util.git): the image's SCOOBY_VERSION
+    config_digest: str = ""  # sha256 over config, agents/, server/ (load.digest); not .env
 
     def agent(self, name: str) -> Agent:
         return next(a for a in self.agents if a.name == name)

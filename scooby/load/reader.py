@@ -17,16 +17,20 @@ from types import MappingProxyType
 
 from scooby.core.errors import Diagnostic, ScoobyError, error, errors_only
 from scooby.core.model import Agent, Base, Cluster, Interface, K3s, Master, Secrets, Source
-from scooby.load import envfile, schema
-
-CONFIG = "config"
-ENV = ".env"
-AGENTS = "agents"
-SERVER = "server"
-AGENT_SUFFIX = ".agent"
-# Documentation that lives beside the user's files and is not part of the cluster.
-SERVER_IGNORED = {"README.md", ".gitkeep"}
-AGENTS_IGNORED = {"README.md", ".gitkeep"}
+from scooby.load import digest, envfile, schema
+from scooby.load.files import (  # noqa: F401 (CONFIG, SERVER, ...: read by validate and render)
+    AGENT_SUFFIX,
+    AGENTS,
+    AGENTS_IGNORED,
+    CONFIG,
+    ENV,
+    SERVER,
+    SERVER_IGNORED,
+    agent_files,
+    server_files,
+    stray_agent_files,
+)
+from scooby.util import git
 
 
 @dataclass(frozen=True)
@@ -50,11 +54,19 @@ def load(repo: Path, environ: dict[str, str] | None = None) -> Loaded:
     master = _load_master(repo, problems, config)
     secrets = _load_secrets(repo, environ, problems)
     agents = _load_agents(repo, problems)
-    server_files = _server_files(repo)
+    found = server_files(repo)
     cluster = None
     agents = sorted(agents, key=lambda a: a.name)
     if master is not None and secrets is not None:
-        cluster = Cluster(repo, master, tuple(agents), secrets, server_files)
+        cluster = Cluster(
+            repo,
+            master,
+            tuple(agents),
+            secrets,
+            found,
+            version=git.describe(repo),
+            config_digest=digest.config_digest(repo),
+        )
     return Loaded(cluster, tuple(problems), MappingProxyType(config), master, tuple(agents))
 
 
@@ -155,25 +167,6 @@ def _load_secrets(
     return Secrets(v["LC_DEFAULT_USER"], v["LC_SSH_AUTH_KEY"], v["LC_PACKER_GITHUB_API_TOKEN"], src)
 
 
-def agent_files(repo: Path) -> list[Path]:
-    folder = repo / AGENTS
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(AGENT_SUFFIX))
-
-
-def stray_agent_files(repo: Path) -> list[Path]:
-    """Files in agents/ that are not `.agent` files and not documentation."""
-    folder = repo / AGENTS
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.endswith(AGENT_SUFFIX) and p.name not in AGENTS_IGNORED
-    )
-
-
 def _load_agents(repo: Path, problems: list[Diagnostic]) -> list[Agent]:
     agents = []
     for path in agent_files(repo):
@@ -218,18 +211,3 @@ def _load_agents(repo: Path, problems: list[Diagnostic]) -> list[Agent]:
             )
         )
     return agents
-
-
-def _server_files(repo: Path) -> tuple[str, ...]:
-    folder = repo / SERVER
-    if not folder.is_dir():
-        return ()
-    files = []
-    for path in folder.rglob("*"):
-        if path.is_dir():
-            continue
-        rel = path.relative_to(folder)
-        if len(rel.parts) == 1 and rel.name in SERVER_IGNORED or rel.name == ".gitkeep":
-            continue
-        files.append(path.relative_to(repo).as_posix())
-    return tuple(sorted(files))

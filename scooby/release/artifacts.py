@@ -23,7 +23,6 @@ from scooby.core import layout
 from scooby.core.errors import Diagnostic, ScoobyError, error
 from scooby.core.model import Cluster
 from scooby.core.paths import IMAGE
-from scooby.load import version
 from scooby.release.imageinfo import image_release
 from scooby.release.versions import image_commit, is_tag, release_date
 from scooby.util.files import CHUNK, atomic, sha256_file, write_text
@@ -253,7 +252,7 @@ def make(
         rel = os.path.relpath(image, repo)
         raise ScoobyError(error(rel, None, "no image here: run `scooby build` first"))
     info = image_release(image, os.path.relpath(image, repo))
-    digest = version.config_digest(repo)
+    digest = cluster.config_digest
     if info["CONFIG_DIGEST"] != digest:
         raise ScoobyError(
             error(

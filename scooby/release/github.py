@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from scooby.core.errors import Diagnostic, ScoobyError
-from scooby.load import version
+from scooby.util import git
 
 API = "https://api.github.com"
 SERVER = "https://github.com"
@@ -52,7 +52,7 @@ class Target:
 
 
 def slug_from_git(repo: Path) -> str | None:
-    remote = version.git_output(repo, "remote", "get-url", "origin")
+    remote = git.git_output(repo, "remote", "get-url", "origin")
     match = _REMOTE.search(remote or "")
     return match.group("slug") if match else None
 

@@ -7,13 +7,13 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from scooby.load import version
+from scooby.util import git
 
 
 def release_date(repo: Path, commit: str) -> str:
     """The commit's date, so a rebuilt release says the same; today without git."""
     if commit:
-        when = version.git_output(repo, "show", "-s", "--format=%cs", commit)
+        when = git.git_output(repo, "show", "-s", "--format=%cs", commit)
         if when:
             return when
     return datetime.now(UTC).strftime("%Y-%m-%d")
@@ -26,7 +26,7 @@ def image_commit(repo: Path, image_version: str) -> str:
         rev = rev.rsplit("-g", 1)[1]
     elif not rev.startswith("v"):
         return ""
-    return version.git_output(repo, "rev-parse", "--verify", "-q", f"{rev}^{{commit}}") or ""
+    return git.git_output(repo, "rev-parse", "--verify", "-q", f"{rev}^{{commit}}") or ""
 
 
 def is_tag(image_version: str) -> bool:

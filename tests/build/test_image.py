@@ -272,7 +272,8 @@ def test_agent_layers_and_base(image: Image, repo: Path, tmp_path: Path):
 
 
 def test_release_file(image: Image, repo: Path):
-    from scooby.load.version import config_digest, describe
+    from scooby.load.digest import config_digest
+    from scooby.util.git import describe
 
     release = dict(
         line.split("=", 1) for line in image.read(layout.RELEASE_FILE).decode().splitlines()

@@ -1,4 +1,5 @@
-"""scooby.version on real temporary git repositories: tagged, untagged, dirty, absent."""
+"""scooby.util.git (describe) and scooby.load.digest on real temporary git repositories:
+tagged, untagged, dirty, absent."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import WILLOW, git, write_repo
 
-from scooby.load import version
+from scooby.load import digest
+from scooby.util import git as version
 
 
 @pytest.fixture
@@ -83,32 +85,32 @@ def test_commit_is_the_full_hash(gitrepo: Path) -> None:
 
 
 def test_config_digest_ignores_env_and_is_stable(gitrepo: Path, tmp_path: Path) -> None:
-    before = version.config_digest(gitrepo)
+    before = digest.config_digest(gitrepo)
     (gitrepo / ".env").write_text("LC_SSH_AUTH_KEY=secret\n")
-    assert version.config_digest(gitrepo) == before
+    assert digest.config_digest(gitrepo) == before
     # The same inputs elsewhere (another machine, another path) hash the same.
     copy = write_repo(
         tmp_path / "elsewhere",
         {"config": "LC_HOSTNAME=scooby\n", "agents/willow.agent": WILLOW},
     )
-    assert version.config_digest(copy) == before
+    assert digest.config_digest(copy) == before
     assert re.fullmatch(r"[0-9a-f]{64}", before)
 
 
 def test_config_digest_follows_each_input(gitrepo: Path) -> None:
-    seen = {version.config_digest(gitrepo)}
+    seen = {digest.config_digest(gitrepo)}
     (gitrepo / "agents/willow.agent").write_text(WILLOW.replace("65", "66"))
-    seen.add(version.config_digest(gitrepo))
+    seen.add(digest.config_digest(gitrepo))
     manifest = gitrepo / "server/var/lib/rancher/k3s/server/manifests/a.yaml"
     manifest.parent.mkdir(parents=True)
     manifest.write_text("kind: x\n")
-    seen.add(version.config_digest(gitrepo))
+    seen.add(digest.config_digest(gitrepo))
     manifest.rename(manifest.with_name("b.yaml"))  # same content, another name
-    seen.add(version.config_digest(gitrepo))
+    seen.add(digest.config_digest(gitrepo))
     (gitrepo / "agents/README.md").write_text("docs are not inputs\n")
-    assert version.config_digest(gitrepo) in seen
+    assert digest.config_digest(gitrepo) in seen
     assert len(seen) == 4
 
 
 def test_inputs_list_never_holds_env(gitrepo: Path) -> None:
-    assert version.inputs(gitrepo) == ["agents/willow.agent", "config"]
+    assert digest.inputs(gitrepo) == ["agents/willow.agent", "config"]

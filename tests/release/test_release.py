@@ -17,8 +17,9 @@ from test_s3 import env, moto_endpoint  # noqa: F401 (fixtures: moto's server on
 
 from scooby import cli
 from scooby.cli import release as cli_release
-from scooby.load import version
+from scooby.load.digest import config_digest
 from scooby.release import artifacts as release
+from scooby.util.git import describe
 
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2Vj willow@x"
 TOKEN = "ghp_thisIsATestTokenThatMustNeverLeak0123"
@@ -129,7 +130,7 @@ def test_sha256sums_checks_out_and_manifests_agree(tagged: Path) -> None:
     assert data["commit"] == git(tagged, "rev-parse", "HEAD")
     assert data["base"] == "debian"
     assert data["k3s"] == "v1.33.4+k3s1"
-    assert data["config_digest"] == version.config_digest(tagged)
+    assert data["config_digest"] == config_digest(tagged)
     assert data["master"]["hostname"] == "buffy"
     assert data["agents"] == [
         {"name": "willow", "ip": "192.168.64.65", "mac": "b8:27:eb:81:1a:52", "pxe_id": "c6811a52"}
@@ -270,7 +271,7 @@ def test_untagged_build_skips_github_with_a_reason(tagged: Path, capsys, monkeyp
     assert cli.main(["release", "--repo", str(tagged), "--dry-run"]) == 0
     out, err = capsys.readouterr()
     assert "is not a release tag" in err
-    described = version.describe(tagged)
+    described = describe(tagged)
     assert described.startswith("v1.2.3-1-g")
     assert f"scooby-{described}.img.zst" in out
     data = json.loads((tagged / "dist/release.json").read_text())

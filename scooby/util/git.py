@@ -1,23 +1,16 @@
-"""Which image is this? A version from git and a digest of the cluster's inputs.
+"""Which commit is this? `git describe` and friends, for a build's version and a release's date.
 
 `describe` names a build after the commit it came from: `v1.2.3` on a tag, otherwise
 `v1.2.3-4-gabc1234` (4 commits after the tag) or `0.0.0-4-gabc1234` (no tag yet), with
 `-dirty` when tracked files have uncommitted changes. Without git or a repository it
 falls back to `0.0.0+unknown` rather than failing a build.
-
-`config_digest` hashes exactly the files `scooby.load` reads into the cluster (config,
-agents/*.agent, server/**), never `.env`: two machines with the same checkout get the same
-digest, and a secret never influences a published value.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 from pathlib import Path
-
-from scooby.load import reader
 
 UNKNOWN = "0.0.0+unknown"
 TAG_PATTERN = "v[0-9]*"
@@ -70,24 +63,3 @@ def describe(repo: Path) -> str:
 def commit(repo: Path) -> str:
     """The full commit hash of HEAD, or "" without git."""
     return git_output(Path(repo).resolve(), "rev-parse", "HEAD") or ""
-
-
-def inputs(repo: Path) -> list[str]:
-    """Repo-relative paths of the cluster's inputs, sorted: what `load` reads, minus `.env`."""
-    repo = Path(repo).resolve()
-    paths = [reader.CONFIG] if (repo / reader.CONFIG).is_file() else []
-    paths += [p.relative_to(repo).as_posix() for p in reader.agent_files(repo)]
-    paths += list(reader._server_files(repo))  # the same file set the build copies
-    return sorted(paths)
-
-
-def config_digest(repo: Path) -> str:
-    """sha256 over (path, content hash) of each input: independent of mtimes, modes, machines."""
-    repo = Path(repo).resolve()
-    outer = hashlib.sha256()
-    for rel in inputs(repo):
-        path = repo / rel
-        # A symlink is an input by its target's name (what git commits), not what it points to.
-        data = os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
-        outer.update(rel.encode() + b"\0" + hashlib.sha256(data).hexdigest().encode() + b"\n")
-    return outer.hexdigest()
