@@ -1,0 +1,145 @@
+"""The agent's phases: the boot ROM's DHCP and TFTP, its NFS root and local disk, a write
+that lands in its upper dir, `scooby-agent reset`, and a clean reboot."""
+
+from __future__ import annotations
+
+import shlex
+import time
+
+from scooby.core import layout
+from scooby.testqemu.phases import Failed
+from scooby.testqemu.ssh import check, console_wait, wait_ssh
+
+DHCP_WAIT = 60  # seconds the boot ROM asks for a lease before the phase fails
+PROBE = "/var/tmp/scooby-test-qemu-probe"  # written on the agent, looked for in its upper dir
+
+# Each phase is a function of the running Session `s` and its deadline (time.monotonic()).
+
+
+def agent_bootrom(s, deadline: float) -> str:
+    from scooby.testqemu import bootrom
+
+    agent = s.agent
+    device = s.net.add_rom(agent.mac)
+    try:
+        # A Pi's ROM keeps asking; a minute without an answer is a master that won't.
+        dhcp_by, ack = min(deadline, time.monotonic() + DHCP_WAIT), None
+        while ack is None:
+            try:
+                ack = bootrom.lease(s.net.rom, device, agent.mac, attempts=2)
+            except TimeoutError:
+                if time.monotonic() > dhcp_by:
+                    raise
+        if ack.yiaddr != agent.ip or ack.options.get(60) != b"PXEClient":
+            raise Failed(f"DHCP gave {ack.yiaddr} (vendor {ack.options.get(60)!r})")
+        prefix = s.cluster.master.internal.network.prefixlen
+        s.net.rom_address(f"{agent.ip}/{prefix}")
+        folder = s.work / f"{agent.name}-boot"
+        folder.mkdir(exist_ok=True)
+        sizes = []
+        for name in ("cmdline.txt", layout.KERNEL, layout.INITRD):
+            data = bootrom.tftp_get(s.net.rom, ack.server, f"{agent.pxe_id}/{name}")
+            (folder / name).write_bytes(data)
+            sizes.append(f"{name} {len(data) / 2**20:.1f} MiB")
+    finally:
+        s.net.drop_rom()
+    return f"lease {ack.yiaddr} from {ack.server}; TFTP {agent.pxe_id}/: " + ", ".join(sizes)
+
+
+def boot_agent(s, console_name: str) -> None:
+    q = s.qemuvm
+    folder = s.work / f"{s.agent.name}-boot"
+    cmdline = q.virt_cmdline((folder / "cmdline.txt").read_text())
+    console = s.out / console_name
+    argv = q.qemu_argv(
+        folder / layout.KERNEL,
+        folder / layout.INITRD,
+        cmdline,
+        console,
+        s.work / f"{s.agent.name}-disk.img",
+        "raw",
+        [("tap,ifname=tap-agent,script=no,downscript=no", s.agent.mac)],
+    )
+    s.agent_vm = q.VM(s.agent.name, s.net.ns, console, argv)
+    s.vms.append(s.agent_vm)
+    s.agent_vm.start()
+
+
+def agent_online(s, deadline: float, key: str) -> str:
+    banner = f"{s.agent.name.upper()} IS ONLINE"
+    seconds = console_wait(s.agent_vm, banner, deadline)
+    s.timings[key] = seconds
+    line = s.agent_vm.banner_lines(banner)[0]
+    return f"{line!r} {seconds:.0f} s after QEMU started"
+
+
+def agent_banner(s, deadline: float) -> str:
+    boot_agent(s, f"{s.agent.name}.console.log")
+    return agent_online(s, deadline, "qemu_start_to_agent_banner")
+
+
+def agent_root(s, deadline: float) -> str:
+    wait_ssh(s.agent_cmd, deadline)
+    master_ip = s.cluster.master.internal.ip
+    want = f"{master_ip}:{layout.AGENT_MOUNTS}/{s.agent.name}"
+    root = check(s.agent_cmd, "findmnt -n -o FSTYPE,SOURCE /", deadline).split()
+    if root[:1] != ["nfs"] or root[1:2] != [want]:
+        raise Failed(f"/ is {' '.join(root)}, not nfs {want}")
+    rancher = s.agent_cmd("findmnt -n -o FSTYPE,SOURCE /var/lib/rancher", 60).stdout.split()
+    if rancher[:1] != ["ext4"]:
+        disks = s.agent_cmd("lsblk -n -o NAME,PARTUUID,FSTYPE", 60).stdout
+        unit = s.agent_cmd("systemctl status --no-pager -n 5 var-lib-rancher.mount", 60)
+        raise Failed(
+            f"/var/lib/rancher is {' '.join(rancher) or 'not mounted'}; disks: "
+            f"{' '.join(disks.split())}; {' '.join(unit.stdout.split())[-600:]}"
+        )
+    partuuid = check(
+        s.agent_cmd, f"lsblk -n -o PARTUUID {shlex.quote(rancher[1])}", deadline
+    ).strip()
+    if partuuid.lower() != s.agent.rancher_partuuid:
+        raise Failed(f"/var/lib/rancher is on PARTUUID {partuuid}")
+    return f"/ = nfs {want}; /var/lib/rancher = ext4 {rancher[1]} PARTUUID={partuuid}"
+
+
+def agent_write(s, deadline: float) -> str:
+    check(s.agent_cmd, f"echo {s.token} | sudo tee {PROBE} >/dev/null && sync", deadline)
+    upper = f"{layout.AGENT_UPPERS}/{s.agent.name}{PROBE}"
+    while True:
+        got = s.master_cmd(f"sudo cat {upper}", deadline - time.monotonic())
+        if got.returncode == 0 and got.stdout.strip() == s.token:
+            return f"{PROBE} on {s.agent.name} is {upper} on the master"
+        if time.monotonic() > deadline:
+            raise Failed(f"{upper}: {(got.stdout + got.stderr).strip()!r}, not the token")
+        time.sleep(2)
+
+
+def agent_reset(s, deadline: float) -> str:
+    # Power the agent off first, as `scooby-agent reset` asks.
+    s.agent_cmd("sudo systemctl poweroff", 30)
+    stop_by = min(deadline, time.monotonic() + 120)
+    while s.agent_vm.running() and time.monotonic() < stop_by:
+        time.sleep(2)
+    halted = "powered off" if not s.agent_vm.running() else "stopped (poweroff hung)"
+    s.agent_vm.stop()
+    out = check(s.master_cmd, f"sudo {layout.SCOOBY_AGENT} reset {s.agent.name}",
+                      deadline)  # fmt: skip
+    upper = f"{layout.AGENT_UPPERS}/{s.agent.name}"
+    left = check(s.master_cmd, f"sudo find {upper} -mindepth 1", deadline).split()
+    if left:
+        raise Failed(f"{upper} not empty after reset: {left[:5]}")
+    listing = check(s.master_cmd, f"sudo {layout.SCOOBY_AGENT} list", deadline)
+    row = next((ln.split() for ln in listing.splitlines() if ln.startswith(s.agent.name)), [])
+    if row[-2:] != ["yes", "yes"]:
+        raise Failed(f"not mounted and exported again: {' '.join(row)!r}")
+    return f"agent {halted}; {out.strip().splitlines()[-1]}; upper dir empty"
+
+
+def agent_reboot(s, deadline: float) -> str:
+    agent_bootrom(s, deadline)
+    boot_agent(s, f"{s.agent.name}.console-2.log")
+    banner = agent_online(s, deadline, "qemu_start_to_agent_banner_after_reset")
+    wait_ssh(s.agent_cmd, deadline)
+    gone = s.agent_cmd(f"test ! -e {PROBE}", deadline - time.monotonic())
+    if gone.returncode != 0:
+        raise Failed(f"{PROBE} survived the reset")
+    return f"{banner}; {PROBE} gone"

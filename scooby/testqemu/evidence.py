@@ -1,0 +1,46 @@
+"""What a run leaves under --out: the journals, the phase table (text and JSON)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from scooby.testqemu.phases import PASSED, one_line, table
+
+
+def save(s) -> None:
+    """The master's (and agent's) journal while they still run; consoles are already
+    files under `out`."""
+    if s.phases.status("master-ssh") == PASSED and s.master and s.master.running():
+        save_journal(s, "master-journal.txt", s.master_cmd)
+    agent_up = s.agent_vm is not None and s.agent_vm.running()
+    if agent_up and s.phases.status("agent-banner") == PASSED:
+        save_journal(s, "agent-journal.txt", s.agent_cmd)
+
+
+def save_journal(s, name: str, command) -> None:
+    try:
+        timeout = 30 if s.interrupted else 180
+        done = command("sudo journalctl -b --no-pager -o short-monotonic", timeout=timeout)
+        (s.out / name).write_text(done.stdout + done.stderr)
+    except Exception as exc:  # noqa: BLE001 - evidence is best effort; the phases say why
+        (s.out / name).write_text(f"could not read the journal: {one_line(exc)}\n")
+
+
+def report(s) -> None:
+    from rich.console import Console
+
+    t = table(s.phases.phases)
+    s.console.print(t)
+    with (s.out / "phases.txt").open("w") as f:
+        Console(file=f, width=160, no_color=True).print(t)
+    data = {
+        "image": str(s.image),
+        "agent": s.agent.name,
+        "k3s_mode": s.k3s_mode,
+        "timings": s.timings,
+        "phases": [asdict(p) for p in s.phases.phases],
+    }
+    (s.out / "phases.json").write_text(json.dumps(data, indent=2) + "\n")
+    if not s.phases.ok:
+        s.console.print(f"evidence: {s.out}/ (consoles, journal, phase table)", soft_wrap=True)

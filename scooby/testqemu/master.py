@@ -1,0 +1,146 @@
+"""The master's phases: it boots, answers SSH, runs its services, exports, NATs, and
+shows the outside only SSH and the K3S API."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from scooby.core import layout
+from scooby.testqemu.phases import Failed
+from scooby.testqemu.probes import EXTERNAL_PROBES, PROBE_NAMES, probe, probe_port
+from scooby.testqemu.ssh import API_PORT, SSH_PORT, check, console_wait, wait_ssh
+
+# Each phase is a function of the running Session `s` and its deadline (time.monotonic()).
+
+
+def prepare(s, deadline: float) -> str:
+    q = s.qemuvm
+    files = q.boot_files(
+        s.image, s.work / "master-boot", (layout.KERNEL, layout.INITRD, "cmdline.txt")
+    )
+    cmdline = q.virt_cmdline(files["cmdline.txt"].read_text())
+    disk = q.overlay(s.image, s.work / "master.qcow2")
+    q.scratch_disk(s.work / f"{s.agent.name}-disk.img", s.agent.rancher_partuuid)
+    s.net.create(s.test_address)
+    master = s.cluster.master
+    forwards = [("tcp", SSH_PORT, 22), ("tcp", API_PORT, layout.K3S_API_PORT)]
+    forwards += [(proto, probe_port(port), port) for proto, port in EXTERNAL_PROBES]
+    external = q.user_netdev(master.external.network, master.gateway, master.external.ip, forwards)
+    internal = f"tap,ifname={s.net.tap('tap-master')},script=no,downscript=no"
+    s.net.tap("tap-agent")
+    console = s.out / "master.console.log"
+    argv = q.qemu_argv(
+        files[layout.KERNEL],
+        files[layout.INITRD],
+        cmdline,
+        console,
+        disk,
+        "qcow2",
+        [(external, "52:54:00:5c:00:01"), (internal, "52:54:00:5c:00:02")],
+    )
+    s.master = q.VM("master", s.net.ns, console, argv)
+    return f"cmdline: {cmdline}"
+
+
+def master_banner(s, deadline: float) -> str:
+    s.vms.append(s.master)
+    s.master.start()
+    banner = f"{s.cluster.master.hostname.upper()} WILL PATROL TONIGHT"
+    seconds = console_wait(s.master, banner, deadline)
+    s.timings["qemu_start_to_master_banner"] = seconds
+    line = s.master.banner_lines(banner)[0]
+    return f"{line!r} {seconds:.0f} s after QEMU started"
+
+
+def master_ssh(s, deadline: float) -> str:
+    wait_ssh(s.master_cmd, deadline)
+    release = check(s.master_cmd, f"cat {layout.RELEASE_FILE}", deadline)
+    for line in release.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "K3S_MODE":
+            s.k3s_mode = value.strip().strip("\"'")
+    return f"{s.user}@master; {layout.RELEASE_FILE}: K3S_MODE={s.k3s_mode or '?'}"
+
+
+def master_services(s, deadline: float) -> str:
+    units = ["dnsmasq", "lighttpd", "nfs-server", "netfilter-persistent"]
+    if s.k3s_mode == layout.EMBEDDED:
+        units.append("k3s")
+    done = s.master_cmd(f"systemctl is-active {' '.join(units)}", deadline - time.monotonic())
+    states = dict(zip(units, done.stdout.split(), strict=False))
+    bad = {u: s for u, s in states.items() if s != "active"}
+    if bad or done.returncode != 0:
+        failed = s.master_cmd("systemctl --failed --no-legend --plain", 60).stdout
+        raise Failed(f"not active: {bad or states}; failed units: {' '.join(failed.split())}")
+    failed = s.master_cmd("systemctl --failed --no-legend --plain", 60).stdout.split()
+    units_failed = [w for w in failed if "." in w and not w.startswith("●")]
+    note = f"; other failed units: {' '.join(units_failed)}" if units_failed else ""
+    return "active: " + ", ".join(units) + note
+
+
+def master_exports(s, deadline: float) -> str:
+    base = check(s.master_cmd, f"findmnt -n -o FSTYPE {layout.AGENT_BASE}", deadline).strip()
+    if base != "squashfs":
+        raise Failed(f"{layout.AGENT_BASE} is {base or 'not mounted'}, not the squashfs")
+    exports = check(s.master_cmd, "sudo exportfs -v", deadline)
+    found = []
+    for agent in s.cluster.agents:
+        merged = f"{layout.AGENT_MOUNTS}/{agent.name}"
+        fstype = check(s.master_cmd, f"findmnt -n -o FSTYPE {merged}", deadline)
+        if fstype.strip() != "overlay":
+            raise Failed(f"{merged} is {fstype.strip() or 'not mounted'}, not an overlay")
+        flat = " ".join(exports.split())
+        if f"{merged} {agent.ip}(" not in flat:
+            raise Failed(f"{merged} is not exported to {agent.ip}: {flat[-300:]!r}")
+        found.append(f"{merged} -> {agent.ip}")
+    return "base squashfs; overlay + export: " + ", ".join(found)
+
+
+def master_nat(s, deadline: float) -> str:
+    ext = s.cluster.master.external.device
+    nat = check(s.master_cmd, "sudo iptables -t nat -S POSTROUTING", deadline)
+    rule = f"-A POSTROUTING -o {ext} -j MASQUERADE"
+    if rule not in nat:
+        raise Failed(f"no {rule!r} in the nat table: {' '.join(nat.split())!r}")
+    forward = check(s.master_cmd, "cat /proc/sys/net/ipv4/ip_forward", deadline)
+    forward = forward.strip()
+    if forward != "1":
+        raise Failed(f"net.ipv4.ip_forward is {forward}")
+    return f"{rule}; ip_forward=1"
+
+
+def external_isolation(s, deadline: float) -> str:
+    """The external side reaches SSH and the K3S API only; NFS, TFTP, DHCP, DNS and the
+    seeds are filtered. Probed for real from both sides: each daemon answers on the
+    internal network (so it runs and the probe works), and the same probe through the
+    user-net forward onto the master's external address gets nothing."""
+    ext = s.cluster.master.external.device
+    rules = check(s.master_cmd, "sudo iptables -S INPUT", deadline)
+    if "-P INPUT DROP" not in rules:
+        raise Failed(f"INPUT policy is not DROP: {' '.join(rules.split())!r}")
+    open_ports = set()
+    for line in rules.splitlines():
+        words = line.split()
+        if f"-i {ext}" in line and words[-1] == "ACCEPT":
+            if "--dport" not in words:
+                raise Failed(f"{ext} accepts everything: {line!r}")
+            open_ports.add(int(words[words.index("--dport") + 1]))
+    if not open_ports <= {22, layout.K3S_API_PORT}:
+        raise Failed(f"{ext} accepts ports {sorted(open_ports)}")
+    internal_ip = str(s.cluster.master.internal.ip)
+    jobs = []
+    for proto, port in EXTERNAL_PROBES:
+        jobs.append(("internal", proto, port, internal_ip, port))
+        jobs.append(("external", proto, port, "127.0.0.1", probe_port(port)))
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        answers = list(pool.map(lambda j: probe(s.net.ns, *j[1:]), jobs))
+    wrong = []
+    for (side, proto, port, _h, _p), answered in zip(jobs, answers, strict=True):
+        if answered != (side == "internal"):
+            verb = "answers" if answered else "does not answer"
+            wrong.append(f"{proto}/{port} {verb} on the {side} side")
+    if wrong:
+        raise Failed("; ".join(wrong))
+    names = ", ".join(f"{PROBE_NAMES[p]} {t}/{p}" for t, p in EXTERNAL_PROBES)
+    return f"{ext} accepts only tcp {sorted(open_ports)}; unreachable from outside: {names}"
