@@ -80,6 +80,18 @@ def test_qemu(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def test_day2(session: nox.Session) -> None:
+    """Day two in QEMU (as root; builds the image first, `--k3s=none`): boot a master with
+    agent A, `scooby deploy` v2 live adding agent B (which network-boots), then v3 removing A
+    (docs/day2.md): `pytest -m qemu tests/deploy/test_day2.py`."""
+    _install(session, "test")
+    session.run(
+        "pytest", "-m", "qemu", "tests/deploy/test_day2.py", *session.posargs,
+        env={"SCOOBY_TEST_DAY2": "1"},
+    )  # fmt: skip
+
+
+@nox.session(python=PYTHON)
 def release(session: nox.Session) -> None:
     """Compress, checksum and publish images/scooby.img: `scooby release` (options after `--`)."""
     _install(session)

@@ -6,6 +6,7 @@
                   + render's master/ tree (the user's server/** already merged last)
                   + each agent's private layer (AGENT_LAYERS/NAME)
                   + K3S when embedded, and /etc/scooby/release
+                  + the deploy record (layout.DEPLOY_RECORD): what `scooby deploy` compares
     master boot   = the same boot files (firmware, vmlinuz, initrd.img, DTBs) + render's boot/
 
 Everything here is plain file copying in directories we own; ownership is root's because
@@ -14,6 +15,7 @@ the build runs as root (mke2fs -d then stores uid/gid/mode exactly as they are h
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -178,4 +180,16 @@ def assemble(
     release.parent.mkdir(parents=True, exist_ok=True)
     release.write_text(release_text(cluster, base, k3s))
     release.chmod(0o644)
+    write_deploy_record(root, cluster, rendered)
     return Assembled(root, boot)
+
+
+def write_deploy_record(root: Path, cluster: Cluster, rendered: Path) -> None:
+    """What this image holds, for `scooby deploy` to compare a new render with (0600: it
+    names every file and agent)."""
+    from scooby.render.record import record
+
+    path = at(root, layout.DEPLOY_RECORD)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_text(json.dumps(record(cluster, rendered), indent=1, sort_keys=True) + "\n")
+    path.chmod(0o600)

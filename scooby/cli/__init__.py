@@ -24,6 +24,7 @@ COMMANDS = {
     "build": "scooby.cli.build",
     "test-qemu": "scooby.cli.test_qemu",
     "release": "scooby.cli.release",
+    "deploy": "scooby.cli.deploy",
 }
 
 

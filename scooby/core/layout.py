@@ -65,6 +65,12 @@ K3S_AGENT_TOKEN = "/etc/rancher/k3s/agent-token"  # on each agent: its k3s `toke
 K3S_API_PORT = 6443
 AGENT_DEVICE = "eth0"  # an agent's built-in Ethernet (cmdline net.ifnames=0 keeps the name)
 SCOOBY_AGENT = "/usr/local/sbin/scooby-agent"  # on the master: list, status, reset, remount
+SCOOBY_K3S_TOKEN = "/usr/local/sbin/scooby-k3s-token"  # puts the join token in each agent's layer
+
+# Day two (`scooby deploy`, docs/day2.md): the record of every file Scooby put on the master
+# (sha256, mode), its agents and its release; written by the build, rewritten by each deploy.
+DEPLOY_RECORD = "/var/lib/scooby/deploy/record.json"
+SCOOBY_APPLY = "/usr/local/sbin/scooby-apply"  # the master's half of a live deploy
 
 
 def instance_id(name: str, *parts: str) -> str:

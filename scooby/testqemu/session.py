@@ -125,6 +125,8 @@ def _raise_interrupted(signum, frame):
 
 
 class Session:
+    plan = PLAN  # a subclass (the day-two test) runs its own phases with the same lifecycle
+
     def __init__(self, cluster, agent, image: Path, out: Path, identity, console) -> None:
         from scooby.testqemu import qemuvm
 
@@ -165,7 +167,7 @@ class Session:
         old |= {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
         p = self.phases.run
         try:
-            for name, timeout, phase, needs in PLAN:
+            for name, timeout, phase, needs in self.plan:
                 p(name, timeout, partial(phase, self), needs)
         except (KeyboardInterrupt, Interrupted) as exc:
             name = "SIGINT" if isinstance(exc, KeyboardInterrupt) else str(exc)

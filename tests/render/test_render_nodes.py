@@ -513,9 +513,13 @@ def test_shell_scripts_parse_and_are_executable(out):
         p for tree in ("master", *(f"agents/{a}" for a in AGENTS))
         for p in (out / tree / "usr/local/sbin").iterdir()
     )  # fmt: skip
-    assert len(scripts) == 6 + 3 * len(AGENTS)
+    assert len(scripts) == 7 + 3 * len(AGENTS)
     for path in scripts:
         assert os.access(path, os.X_OK), path
+        if path.name == "scooby-apply":  # the master's half of `scooby deploy`: Python
+            assert path.read_text().startswith("#!/usr/bin/python3\n"), path
+            compile(path.read_text(), str(path), "exec")
+            continue
         assert path.read_text().startswith("#!/bin/sh\n"), path
         run = subprocess.run(["dash", "-n", str(path)], capture_output=True, text=True)
         assert run.returncode == 0, f"{path}: {run.stderr}"

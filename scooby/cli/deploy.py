@@ -1,0 +1,55 @@
+"""`scooby deploy --to HOST [--dry-run]`: the repository's current state onto a running master."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "deploy the repository to a running master over SSH (live when no reboot is needed)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--to",
+        required=True,
+        metavar="HOST",
+        help="the master, as ssh takes it: [USER@]HOST (USER defaults to LC_DEFAULT_USER)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would change (files, services, agents, reboot or not) and stop",
+    )
+    parser.add_argument(
+        "--identity",
+        type=Path,
+        metavar="KEY",
+        help="the private key whose public half is LC_SSH_AUTH_KEY (default: ssh's own)",
+    )
+    parser.add_argument("--port", type=int, metavar="N", help="the master's SSH port (default 22)")
+    parser.add_argument(
+        "--ssh-option",
+        action="append",
+        default=[],
+        metavar="OPT",
+        help="an extra `ssh -o OPT` (repeatable), e.g. UserKnownHostsFile=FILE",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from scooby.deploy import Target, deploy
+    from scooby.deploy.plan import describe
+    from scooby.validate import validated
+
+    cluster = validated(args.repo)
+    host = args.to if "@" in args.to else f"{cluster.secrets.default_user}@{args.to}"
+    target = Target(host, args.port, args.identity, tuple(args.ssh_option))
+    result = deploy(cluster, target, args.repo / "build" / "deploy", dry_run=args.dry_run)
+    for line in describe(result.plan, args.to):
+        print(line)
+    if args.dry_run or result.plan.empty:
+        return 0
+    if result.output:
+        print(result.output.rstrip())
+    print(f"deployed to {args.to} in {result.seconds:.1f} s, {result.sent} bytes sent")
+    return 0

@@ -1,0 +1,71 @@
+"""Deploy: a running master follows the repository, without a reflash (docs/day2.md).
+
+    render (into REPO/build/deploy/render) -> the record of the new state
+    ssh HOST: the master's record -> plan (files, services, agents, reboot or not)
+    dry run: the plan, nothing sent
+    live plan: one tar (plan.json + the changed files) into `sudo scooby-apply` on the master
+
+Only what changed is sent. A plan that needs a reboot (the boot partition, systemd units,
+the base or the K3S version) is refused, with the reasons: A/B deploys are not built yet.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from scooby.core.errors import ScoobyError, error
+from scooby.core.model import Cluster
+from scooby.deploy.plan import Plan, plan
+from scooby.deploy.remote import Target
+
+
+@dataclass(frozen=True)
+class Deployed:
+    plan: Plan
+    sent: int  # bytes streamed to the master (0 for a dry run or an empty plan)
+    seconds: float
+    output: str  # scooby-apply's report
+
+
+def deploy(cluster: Cluster, target: Target, work: Path, dry_run: bool = False) -> Deployed:
+    from scooby.deploy import remote
+    from scooby.render import render
+    from scooby.render.record import record, sources
+
+    start = time.monotonic()
+    rendered = render(cluster, work / "render").out
+    new = record(cluster, rendered)
+    old = remote.read_record(target)
+    p = plan(old, new)
+    if dry_run or p.empty:
+        return Deployed(p, 0, time.monotonic() - start, "")
+    if p.reboot:
+        raise ScoobyError(
+            [
+                error(target.host, None, f"needs a reboot (A/B deploy, not built yet): {why}")
+                for why in p.reboot
+            ]
+        )
+    payload = remote.stream(request(old, new, p), sources(cluster, rendered))
+    output = remote.apply(target, payload)
+    return Deployed(p, len(payload), time.monotonic() - start, output)
+
+
+def request(old: dict, new: dict, p: Plan) -> dict:
+    """plan.json, what scooby-apply on the master reads first."""
+    return {
+        "format": 1,
+        "manifest": new,
+        "previous_agents": old["agents"],
+        "write": p.write,
+        "remove": p.remove,
+        "agents_added": p.agents_added,
+        "agents_removed": p.agents_removed,
+        "agents_changed": p.agents_changed,
+        "actions": p.actions,
+    }
+
+
+__all__ = ["Deployed", "Target", "deploy", "request"]
