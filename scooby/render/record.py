@@ -13,23 +13,15 @@ with a new render and sends the new record along with the files.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from scooby.core import layout
 from scooby.core.model import Cluster
+from scooby.util.files import sha256_file
 
 FORMAT = 1
 BOOT_MOUNT = "/boot/firmware"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _tree(root: Path, prefix: str) -> dict[str, Path]:
@@ -71,7 +63,7 @@ def record(cluster: Cluster, rendered: Path) -> dict:
     return {
         "format": FORMAT,
         "files": {
-            path: {"sha256": sha256(src), "mode": src.stat().st_mode & 0o7777}
+            path: {"sha256": sha256_file(src), "mode": src.stat().st_mode & 0o7777}
             for path, src in sources(cluster, rendered).items()
         },
         "agents": {

@@ -34,9 +34,14 @@ import pytest
 from conftest import ROOT
 
 from scooby.core import layout
+from scooby.load import load_or_raise
+from scooby.testqemu import agent as agent_phases
 from scooby.testqemu import bootrom, qemuvm
+from scooby.testqemu import master as master_phases
+from scooby.testqemu.agent import PROBE
 from scooby.testqemu.phases import Failed
-from scooby.testqemu.session import PROBE, SSH_PORT, Session
+from scooby.testqemu.session import Session
+from scooby.testqemu.ssh import SSH_PORT, check
 
 pytestmark = [
     pytest.mark.qemu,
@@ -61,180 +66,169 @@ STATE_PROBE = "/var/lib/scooby/day2-probe"  # the master's own state, written be
 LEASES = "/var/lib/misc/dnsmasq.leases"
 
 
+def xander():
+    """Agent B as the v2 repository describes it (loaded from an agent file like it)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp)
+        (repo / "agents").mkdir()
+        (repo / "config").write_text("")
+        (repo / "agents" / "xander.agent").write_text(XANDER)
+        return load_or_raise(repo, environ={}).agent("xander")
+
+
+# Each phase is a function of the running Day2 session `s` and its deadline, as test-qemu's.
+
+
+def prepare(s, deadline: float) -> str:
+    detail = master_phases.prepare(s, deadline)
+    b = xander()
+    qemuvm.scratch_disk(s.work / f"{b.name}-disk.img", b.rancher_partuuid)
+    return detail
+
+
+def boot_id(s, deadline: float) -> str:
+    return check(s.master_cmd, "cat /proc/sys/kernel/random/boot_id", deadline).strip()
+
+
+def state_write(s, deadline: float) -> str:
+    check(s.master_cmd, f"echo {s.token} | sudo tee {STATE_PROBE} >/dev/null", deadline)
+    s.boot_id = boot_id(s, deadline)
+    # A is done: power it off, so B has the CPU (TCG on two cores) and the tap.
+    s.agent_cmd("sudo systemctl poweroff", 30)
+    stop_by = min(deadline, time.monotonic() + 90)
+    while s.agent_vm.running() and time.monotonic() < stop_by:
+        time.sleep(2)
+    s.agent_vm.stop()
+    return f"{STATE_PROBE} written; boot_id {s.boot_id}; agent A powered off"
+
+
+def deploy(s, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The real `scooby deploy`, run in the test's namespace (where the master's SSH is)."""
+    argv = [
+        "ip", "netns", "exec", s.net.ns, sys.executable, "-m", "scooby", "deploy",
+        "--repo", str(s.repo), "--to", f"{s.user}@127.0.0.1", "--port", str(SSH_PORT),
+        "--identity", str(s.identity), "--ssh-option", "StrictHostKeyChecking=no",
+        "--ssh-option", "UserKnownHostsFile=/dev/null", "--ssh-option", "LogLevel=ERROR",
+        *extra,
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    s.deploys += 1
+    with (s.out / "deploy.log").open("w" if s.deploys == 1 else "a") as log:
+        log.write(f"$ scooby deploy {' '.join(extra)}\n{done.stdout}{done.stderr}\n")
+    if done.returncode != 0:
+        raise Failed(
+            f"scooby deploy {' '.join(extra)} exited {done.returncode}: "
+            f"{(done.stdout + done.stderr)[-600:]}"
+        )
+    return done
+
+
+def figures(s, key: str, out: str) -> str:
+    last = out.strip().splitlines()[-1]  # "deployed to HOST in S s, N bytes sent"
+    words = last.split()
+    s.timings[f"{key}_seconds"] = float(words[words.index("in") + 1])
+    s.timings[f"{key}_bytes_sent"] = int(words[words.index("bytes") - 1])
+    return last
+
+
+def v2_dry_run(s, deadline: float) -> str:
+    (s.repo / "agents" / "xander.agent").write_text(XANDER)
+    out = deploy(s, "--dry-run").stdout
+    if "live, no reboot" not in out or "agent + xander" not in out:
+        raise Failed(f"dry run: {out[-600:]!r}")
+    if s.master_cmd(f"test -e {layout.TFTP_ROOT}/c6811a53", 60).returncode == 0:
+        raise Failed("the dry run changed the master")
+    return out.splitlines()[0]
+
+
+def v2_deploy(s, deadline: float) -> str:
+    return figures(s, "v2_live_deploy", deploy(s).stdout)
+
+
+def v2_kept(s, deadline: float) -> str:
+    now = boot_id(s, deadline)
+    if now != s.boot_id:
+        raise Failed(f"the master rebooted: boot_id {s.boot_id} -> {now}")
+    upper = f"{layout.AGENT_UPPERS}/willow{PROBE}"
+    for path in (upper, STATE_PROBE):
+        got = check(s.master_cmd, f"sudo cat {path}", deadline).strip()
+        if got != s.token:
+            raise Failed(f"{path} holds {got!r}, not the token")
+    exports = check(s.master_cmd, "sudo exportfs -v", deadline)
+    if f"{layout.AGENT_MOUNTS}/xander" not in exports:
+        raise Failed(f"xander not exported: {' '.join(exports.split())}")
+    return f"same boot_id; {upper} and {STATE_PROBE} kept; xander exported"
+
+
+def agent_b_bootrom(s, deadline: float) -> str:
+    s.agent = xander()
+    return agent_phases.agent_bootrom(s, deadline)
+
+
+def agent_b_banner(s, deadline: float) -> str:
+    agent_phases.boot_agent(s, f"{s.agent.name}.console.log")
+    return agent_phases.agent_online(s, deadline, "qemu_start_to_agent_b_banner")
+
+
+def v3_deploy(s, deadline: float) -> str:
+    s.agent_cmd("sudo systemctl poweroff", 30)  # B is not needed any more
+    (s.repo / "agents" / "willow.agent").unlink()
+    return figures(s, "v3_live_deploy", deploy(s).stdout)
+
+
+def v3_gone(s, deadline: float) -> str:
+    a = s.a
+    checks = {
+        "dhcp-host": f"! grep -q {a.mac} /etc/dnsmasq.d/scooby.conf",
+        "lease": f"! sudo grep -q {a.mac} {LEASES}",
+        "export": f"! sudo exportfs -v | grep -q {layout.AGENT_MOUNTS}/willow",
+        "TFTP folder": f"test ! -e {layout.TFTP_ROOT}/{a.pxe_id}",
+        "mount": f"! mountpoint -q {layout.AGENT_MOUNTS}/willow",
+    }
+    left = [what for what, cmd in checks.items() if s.master_cmd(cmd, 60).returncode != 0]
+    if left:
+        raise Failed(f"still there: {', '.join(left)}")
+    device = s.net.add_rom(a.mac)
+    try:
+        bootrom.lease(s.net.rom, device, a.mac, attempts=3)
+    except TimeoutError as e:
+        answer = str(e)
+    else:
+        raise Failed(f"{a.mac} still gets a DHCP lease")
+    finally:
+        s.net.drop_rom()
+    return f"{', '.join(checks)} gone; boot ROM: {answer}"
+
+
 class Day2(Session):
-    """test-qemu's session with the deploy steps in place of its agent-reset steps."""
+    """test-qemu's lifecycle (signals, cleanup, evidence, table) with the day-two phases."""
+
+    plan = (
+        ("prepare", 300, prepare, ()),
+        ("master-banner", 1200, master_phases.master_banner, ("prepare",)),
+        ("master-ssh", 300, master_phases.master_ssh, ("master-banner",)),
+        ("agent-bootrom", 180, agent_phases.agent_bootrom, ("master-ssh",)),
+        ("agent-banner", 1200, agent_phases.agent_banner, ("agent-bootrom",)),
+        ("agent-write", 180, agent_phases.agent_write, ("agent-banner",)),
+        ("master-state-write", 180, state_write, ("agent-write",)),
+        ("v2-dry-run", 300, v2_dry_run, ("master-state-write",)),
+        ("v2-deploy-live", 600, v2_deploy, ("v2-dry-run",)),
+        ("v2-nothing-lost", 120, v2_kept, ("v2-deploy-live",)),
+        ("v2-agent-b-bootrom", 180, agent_b_bootrom, ("v2-deploy-live",)),
+        ("v2-agent-b-banner", 1200, agent_b_banner, ("v2-agent-b-bootrom",)),
+        ("v3-deploy-live", 600, v3_deploy, ("v2-agent-b-banner",)),
+        ("v3-agent-a-gone", 300, v3_gone, ("v3-deploy-live",)),
+    )
 
     def __init__(self, repo: Path, key: Path, image: Path, out: Path):
         from rich.console import Console
 
-        from scooby.load import load_or_raise
-
-        self.repo, self.key = repo, key
+        self.repo = repo
         cluster = load_or_raise(repo)
         super().__init__(cluster, cluster.agent("willow"), image, out, key, Console(stderr=True))
         self.a = self.agent
         self.boot_id = ""
         self.deploys = 0
-
-    def steps(self):
-        return [
-            ("prepare", 300, self.prepare, ()),
-            ("master-banner", 1200, self.master_banner, ("prepare",)),
-            ("master-ssh", 300, self.master_ssh, ("master-banner",)),
-            ("agent-bootrom", 180, self.agent_bootrom, ("master-ssh",)),
-            ("agent-banner", 1200, self.agent_banner, ("agent-bootrom",)),
-            ("agent-write", 180, self.agent_write, ("agent-banner",)),
-            ("master-state-write", 180, self.state_write, ("agent-write",)),
-            ("v2-dry-run", 300, self.v2_dry_run, ("master-state-write",)),
-            ("v2-deploy-live", 600, self.v2_deploy, ("v2-dry-run",)),
-            ("v2-nothing-lost", 120, self.v2_kept, ("v2-deploy-live",)),
-            ("v2-agent-b-bootrom", 180, self.agent_b_bootrom, ("v2-deploy-live",)),
-            ("v2-agent-b-banner", 1200, self.agent_b_banner, ("v2-agent-b-bootrom",)),
-            ("v3-deploy-live", 600, self.v3_deploy, ("v2-agent-b-banner",)),
-            ("v3-agent-a-gone", 300, self.v3_gone, ("v3-deploy-live",)),
-        ]
-
-    # -- phases -------------------------------------------------------------------------
-
-    def prepare(self, deadline: float) -> str:
-        detail = super().prepare(deadline)
-        b = self.xander()
-        qemuvm.scratch_disk(self.work / f"{b.name}-disk.img", b.rancher_partuuid)
-        return detail
-
-    def xander(self):
-        """Agent B as the v2 repository describes it (loaded from an agent file like it)."""
-        from scooby.load import load_or_raise
-
-        with tempfile.TemporaryDirectory() as tmp:
-            repo = Path(tmp)
-            (repo / "agents").mkdir()
-            (repo / "config").write_text("")
-            (repo / "agents" / "xander.agent").write_text(XANDER)
-            return load_or_raise(repo, environ={}).agent("xander")
-
-    def state_write(self, deadline: float) -> str:
-        self._check(
-            self.master_cmd, f"echo {self.token} | sudo tee {STATE_PROBE} >/dev/null", deadline
-        )
-        self.boot_id = self._check(
-            self.master_cmd, "cat /proc/sys/kernel/random/boot_id", deadline
-        ).strip()
-        # A is done: power it off, so B has the CPU (TCG on two cores) and the tap.
-        self.agent_cmd("sudo systemctl poweroff", 30)
-        stop_by = min(deadline, time.monotonic() + 90)
-        while self.agent_vm.running() and time.monotonic() < stop_by:
-            time.sleep(2)
-        self.agent_vm.stop()
-        return f"{STATE_PROBE} written; boot_id {self.boot_id}; agent A powered off"
-
-    def deploy(self, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        argv = [
-            "ip",
-            "netns",
-            "exec",
-            self.net.ns,
-            sys.executable,
-            "-m",
-            "scooby",
-            "deploy",
-            "--repo",
-            str(self.repo),
-            "--to",
-            f"{self.user}@127.0.0.1",
-            "--port",
-            str(SSH_PORT),
-            "--identity",
-            str(self.key),
-            "--ssh-option",
-            "StrictHostKeyChecking=no",
-            "--ssh-option",
-            "UserKnownHostsFile=/dev/null",
-            "--ssh-option",
-            "LogLevel=ERROR",
-            *extra,
-        ]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        self.deploys += 1
-        with (self.out / "deploy.log").open("w" if self.deploys == 1 else "a") as log:
-            log.write(f"$ scooby deploy {' '.join(extra)}\n{done.stdout}{done.stderr}\n")
-        if done.returncode != 0:
-            raise Failed(
-                f"scooby deploy {' '.join(extra)} exited {done.returncode}: "
-                f"{(done.stdout + done.stderr)[-600:]}"
-            )
-        return done
-
-    def v2_dry_run(self, deadline: float) -> str:
-        (self.repo / "agents" / "xander.agent").write_text(XANDER)
-        out = self.deploy("--dry-run").stdout
-        if "live, no reboot" not in out or "agent + xander" not in out:
-            raise Failed(f"dry run: {out[-600:]!r}")
-        if self.master_cmd(f"test -e {layout.TFTP_ROOT}/c6811a53", 60).returncode == 0:
-            raise Failed("the dry run changed the master")
-        return out.splitlines()[0]
-
-    def _figures(self, key: str, out: str) -> str:
-        last = out.strip().splitlines()[-1]  # "deployed to HOST in S s, N bytes sent"
-        words = last.split()
-        self.timings[f"{key}_seconds"] = float(words[words.index("in") + 1])
-        self.timings[f"{key}_bytes_sent"] = int(words[words.index("bytes") - 1])
-        return last
-
-    def v2_deploy(self, deadline: float) -> str:
-        return self._figures("v2_live_deploy", self.deploy().stdout)
-
-    def v2_kept(self, deadline: float) -> str:
-        boot_id = self._check(
-            self.master_cmd, "cat /proc/sys/kernel/random/boot_id", deadline
-        ).strip()
-        if boot_id != self.boot_id:
-            raise Failed(f"the master rebooted: boot_id {self.boot_id} -> {boot_id}")
-        upper = f"{layout.AGENT_UPPERS}/willow{PROBE}"
-        for path in (upper, STATE_PROBE):
-            got = self._check(self.master_cmd, f"sudo cat {path}", deadline).strip()
-            if got != self.token:
-                raise Failed(f"{path} holds {got!r}, not the token")
-        exports = self._check(self.master_cmd, "sudo exportfs -v", deadline)
-        if f"{layout.AGENT_MOUNTS}/xander" not in exports:
-            raise Failed(f"xander not exported: {' '.join(exports.split())}")
-        return f"same boot_id; {upper} and {STATE_PROBE} kept; xander exported"
-
-    def agent_b_bootrom(self, deadline: float) -> str:
-        self.agent = self.xander()
-        return self.agent_bootrom(deadline)
-
-    def agent_b_banner(self, deadline: float) -> str:
-        self._boot_agent(f"{self.agent.name}.console.log")
-        return self._agent_online(deadline, "qemu_start_to_agent_b_banner")
-
-    def v3_deploy(self, deadline: float) -> str:
-        self.agent_cmd("sudo systemctl poweroff", 30)  # B is not needed any more
-        (self.repo / "agents" / "willow.agent").unlink()
-        return self._figures("v3_live_deploy", self.deploy().stdout)
-
-    def v3_gone(self, deadline: float) -> str:
-        a = self.a
-        checks = {
-            "dhcp-host": f"! grep -q {a.mac} /etc/dnsmasq.d/scooby.conf",
-            "lease": f"! sudo grep -q {a.mac} {LEASES}",
-            "export": f"! sudo exportfs -v | grep -q {layout.AGENT_MOUNTS}/willow",
-            "TFTP folder": f"test ! -e {layout.TFTP_ROOT}/{a.pxe_id}",
-            "mount": f"! mountpoint -q {layout.AGENT_MOUNTS}/willow",
-        }
-        left = [what for what, cmd in checks.items() if self.master_cmd(cmd, 60).returncode != 0]
-        if left:
-            raise Failed(f"still there: {', '.join(left)}")
-        device = self.net.add_rom(a.mac)
-        try:
-            bootrom.lease(self.net.rom, device, a.mac, attempts=3)
-        except TimeoutError as e:
-            answer = str(e)
-        else:
-            raise Failed(f"{a.mac} still gets a DHCP lease")
-        finally:
-            self.net.drop_rom()
-        return f"{', '.join(checks)} gone; boot ROM: {answer}"
 
 
 def make_repo(top: Path) -> tuple[Path, Path]:
