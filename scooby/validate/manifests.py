@@ -11,21 +11,17 @@ the offending field.
 from __future__ import annotations
 
 import difflib
-import importlib.util
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import cache
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
 from scooby.core.errors import Diagnostic, error, warning
 from scooby.core.model import MANIFESTS
-from scooby.core.paths import SCHEMAS_DIR
 from scooby.load import envfile, schema
-from scooby.validate import syntax
+from scooby.validate import k8s_schemas, syntax
 
 SUFFIXES = (".yaml", ".yml", ".json")
 # (apiVersion, kind) -> vendored schema in schemas/vendor/ (see SOURCES.md there)
@@ -191,9 +187,9 @@ def check_document(doc: Document, rel: str, context: _Context) -> list[Diagnosti
     if kind != "List" and not (isinstance(metadata, dict) and metadata.get("name")):
         out.append(error(rel, line_of(doc, ["metadata"]), "metadata.name: required", key))
     if (api, kind) in VENDORED:
-        validator = _vendored(VENDORED[api, kind])
+        validator = k8s_schemas.vendored(VENDORED[api, kind])
     else:
-        found = _core(context.k8s_minor, api, kind)
+        found = k8s_schemas.core(context.k8s_minor, api, kind)
         if isinstance(found, str):
             return out + [_unknown_kind(rel, doc, key, api, kind, found, context.k8s_minor)]
         validator = found
@@ -229,105 +225,15 @@ def _schema_errors(validator: Any, doc: Document, rel: str, key: str) -> list[Di
     return out
 
 
-# --- schemas: vendored CRDs and kubernetes-validate's core kinds ---------------------------
-
-
-@cache
-def _vendored(name: str) -> Any:
-    from jsonschema import Draft202012Validator
-
-    return Draft202012Validator(json.loads((SCHEMAS_DIR / "vendor" / name).read_text("utf-8")))
-
-
-@cache
-def _k8s_dir(minor: str) -> Path:
-    """kubernetes-validate's strict schemas for `minor`, or the nearest version it ships.
-
-    Found without importing the package (its import costs more than the whole check)."""
-    spec = importlib.util.find_spec("kubernetes_validate")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the kubernetes-validate package is not installed")
-    root = Path(next(iter(spec.submodule_search_locations))) / "kubernetes-json-schema"
-    shipped = {}
-    for d in root.iterdir():
-        m = re.fullmatch(r"v(\d+)\.(\d+)\.\d+-local-strict", d.name)
-        if m:
-            shipped[(int(m[1]), int(m[2]))] = d
-    want = tuple(map(int, minor.split(".")))
-    nearest = min(shipped, key=lambda v: (abs(v[0] - want[0]) * 1000 + abs(v[1] - want[1]), v))
-    return shipped[nearest]
-
-
-def k8s_version(minor: str) -> str:
-    """The Kubernetes minor whose schemas check core kinds for K3S `minor`."""
-    return re.sub(r"^v(\d+\.\d+).*", r"\1", _k8s_dir(minor).name)
-
-
-@cache
-def _k8s_files(minor: str) -> frozenset[str]:
-    return frozenset(p.name for p in _k8s_dir(minor).iterdir())
-
-
-@cache
-def _k8s_registry(minor: str) -> Any:
-    from referencing import Registry, Resource
-
-    defs = json.loads((_k8s_dir(minor) / "_definitions.json").read_text("utf-8"))
-    return Registry().with_resource(defs["$id"], Resource.from_contents(defs))
-
-
-def _k8s_file(api: str, kind: str) -> str:
-    # the package's naming: rbac.authorization.k8s.io/v1 ClusterRole -> clusterrole-rbac-v1.json
-    slug = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api)
-    return f"{kind.lower()}-{slug}.json"
-
-
-@cache
-def _core_validator(minor: str, filename: str) -> Any:
-    from jsonschema import Draft202012Validator
-
-    text = (_k8s_dir(minor) / filename).read_text("utf-8")
-    return Draft202012Validator(json.loads(text), registry=_k8s_registry(minor))
-
-
-def _core(minor: str, api: str, kind: str) -> Any:
-    """A validator for a core kind, or the file name that was looked for."""
-    filename = _k8s_file(api, kind)
-    if filename not in _k8s_files(minor) or "/" in kind:
-        return filename
-    # the file name drops the group's domain: make sure the group really is Kubernetes'
-    group = api.rpartition("/")[0]
-    if group and "." in group and not group.endswith(".k8s.io"):
-        return filename
-    return _core_validator(minor, filename)
-
-
-def _core_kinds(minor: str, api: str) -> list[str] | None:
-    """The kinds Kubernetes has in `api` (lower case), or None when `api` is not its own."""
-    group = api.rpartition("/")[0]
-    if "." in group and not group.endswith(".k8s.io"):
-        return None
-    suffix = "-" + _k8s_file(api, "x").split("-", 1)[1]
-    kinds = sorted(f.removesuffix(suffix) for f in _k8s_files(minor) if f.endswith(suffix))
-    return kinds or None
-
-
-def _kind_name(minor: str, api: str, lower: str) -> str:
-    """The CamelCase kind a schema file describes (file names are lower case)."""
-    text = (_k8s_dir(minor) / _k8s_file(api, lower)).read_text("utf-8")
-    enum = json.loads(text).get("properties", {}).get("kind", {}).get("enum") or [lower]
-    return enum[0]
-
-
 def _unknown_kind(
     rel: str, doc: Document, key: str, api: str, kind: str, filename: str, minor: str
 ) -> Diagnostic:
-    version = k8s_version(minor)
+    version = k8s_schemas.k8s_version(minor)
     line = line_of(doc, ["kind"])
-    kinds = _core_kinds(minor, api)
+    kinds = k8s_schemas.core_kinds(minor, api)
     if kinds is not None:
         close = difflib.get_close_matches(kind.lower(), kinds, n=1, cutoff=0.6)
-        hint = f" (did you mean {_kind_name(minor, api, close[0])}?)" if close else ""
+        hint = f" (did you mean {k8s_schemas.kind_name(minor, api, close[0])}?)" if close else ""
         return error(
             rel, line, f"Kubernetes {version} has no kind {kind!r} in {api}{hint}", key or kind
         )

@@ -12,6 +12,7 @@ from conftest import EXAMPLE, big_repo
 from scooby.core.model import Cluster
 from scooby.render import checks
 from scooby.render import renderer as render
+from scooby.render.systemd_check import unit_files
 from scooby.validate import validator as validate
 
 
@@ -46,7 +47,7 @@ def test_checks_find_files_that_would_be_checked(example_out: Path) -> None:
     assert (master / "etc/lighttpd/lighttpd.conf").is_file()
     assert (master / "etc/iptables/rules.v4").is_file()
     assert [p for p in example_out.rglob("*") if p.is_file() and checks._is_cloud_config(p)]
-    assert checks._unit_files(master)
+    assert unit_files(master)
     assert list((master / "etc/ssh/sshd_config.d").glob("*.conf"))
     assert list((master / "etc/exports.d").glob("*.exports"))
 
@@ -125,7 +126,7 @@ def test_identical_agent_units_are_reported_for_every_agent(
     units = [
         u
         for agent in sorted((out / "agents").iterdir())
-        for u in checks._unit_files(agent)
+        for u in unit_files(agent)
         if u.name.endswith(".service")
     ]
     if not units:

@@ -9,7 +9,7 @@ import pytest
 from conftest import WILLOW, write_repo
 
 from scooby.core.model import MANIFESTS
-from scooby.validate import manifests
+from scooby.validate import k8s_schemas
 from scooby.validate.validator import validate
 
 NS = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: metallb-system\n"
@@ -193,11 +193,11 @@ def test_unknown_crds_do_not_fail_validation(tmp_path):
 
 
 def test_core_kinds_use_the_k3s_minor_or_the_nearest_shipped():
-    assert manifests.k8s_version("1.31") == "1.31"
-    assert manifests.k8s_version("1.99") == max(
-        (manifests.k8s_version(f"1.{m}") for m in range(20, 60)), key=lambda v: int(v[2:])
+    assert k8s_schemas.k8s_version("1.31") == "1.31"
+    assert k8s_schemas.k8s_version("1.99") == max(
+        (k8s_schemas.k8s_version(f"1.{m}") for m in range(20, 60)), key=lambda v: int(v[2:])
     )
-    assert manifests.k8s_version("1.2") == manifests.k8s_version("1.0")
+    assert k8s_schemas.k8s_version("1.2") == k8s_schemas.k8s_version("1.0")
 
 
 def test_no_manifests_means_kubernetes_validate_is_never_imported(repo):
