@@ -107,6 +107,12 @@ def release_text(cluster: Cluster, base: str, k3s: K3sPlan) -> str:
 
 
 def add_k3s(root: Path, k3s: K3sPlan) -> None:
+    # The agents read K3S_MODE from the shared layer: with `none` their k3s-agent.service is
+    # skipped, with `first-boot` it waits for the master's install (scooby-k3s-wait).
+    mode = at(at(root, layout.AGENT_SHARED), layout.K3S_MODE_FILE)
+    mode.parent.mkdir(parents=True, exist_ok=True)
+    mode.write_text(f"{k3s.mode}\n")
+    mode.chmod(0o644)
     if k3s.files is None:
         return
     binary = at(root, layout.K3S_BINARY)

@@ -25,6 +25,7 @@ COMMANDS = {
     "test-qemu": "scooby.cli.test_qemu",
     "release": "scooby.cli.release",
     "deploy": "scooby.cli.deploy",
+    "k3s": "scooby.cli.k3s",
 }
 
 

@@ -9,6 +9,7 @@ import sys
 
 from scooby.core.errors import errors_only
 from scooby.core.model import MANIFESTS, Cluster
+from scooby.validate import k3s
 from scooby.validate.explain import explain, no_such_key, settings_table
 
 HELP = "check config, .env, agents/ and server/ (manifests included); print a cluster summary"
@@ -70,5 +71,6 @@ def summary(cluster: Cluster) -> str:
         f"server   {len(cluster.server_files)} file(s), {manifest_count} in the manifests folder",
         f"agents   {len(cluster.agents)}",
     ]
+    lines[2:2] = k3s.summary(m, cluster.repo)  # K3S's settings, what the outside reaches
     lines += [f"  {a.name:<16} {a.ip!s:<15} {a.mac}  pxe {a.pxe_id}" for a in cluster.agents]
     return "\n".join(lines)

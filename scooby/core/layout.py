@@ -77,3 +77,21 @@ def instance_id(name: str, *parts: str) -> str:
     """A cloud-init instance-id that changes when what the seed sets changes (re-runs it)."""
     digest = hashlib.sha256("\0".join((name, *parts)).encode()).hexdigest()[:12]
     return f"scooby-{name}-{digest}"
+
+
+# K3S on the nodes (docs/k3s.md).
+K3S_TLS = "/var/lib/rancher/k3s/server/tls"  # the cluster CA, made before K3S first starts
+K3S_MODE_FILE = "/etc/scooby/k3s-mode"  # in the agents' shared layer: embedded|first-boot|none
+# An agent's kubelet state, pod logs and CNI state: bind-mounted from its local disk.
+AGENT_LOCAL_BINDS = (
+    ("/var/lib/kubelet", "/var/lib/rancher/scooby-local/kubelet"),
+    ("/var/log/pods", "/var/lib/rancher/scooby-local/pods"),
+    ("/var/lib/cni", "/var/lib/rancher/scooby-local/cni"),
+)
+AGENT_LOCAL_MOUNTS = ("/var/lib/rancher", *(target for target, _ in AGENT_LOCAL_BINDS))
+# Bounded waits, seconds: the clock before K3S starts, the master's internal device, and an
+# agent's wait for a first-boot install of K3S (then its unit fails and is started again).
+TIME_WAIT_MASTER = 180
+TIME_WAIT_AGENT = 120
+INTERNAL_WAIT = 300
+K3S_WAIT = 600

@@ -51,6 +51,18 @@ class K3s:
     version: str
     sha256: str  # k3s-arm64, bare hex; "" when unset
     airgap_sha256: str
+    cluster_cidr: IPv4Network = IPv4Network("10.42.0.0/16")  # K3S's defaults
+    service_cidr: IPv4Network = IPv4Network("10.43.0.0/16")
+    node_port_range: tuple[int, int] = (30000, 32767)
+    servicelb: Literal["auto", "on", "off"] = "auto"
+
+
+@dataclass(frozen=True)
+class OpenPort:
+    """A port the external network may reach on the master (LC_EXTERNAL_OPEN_PORTS)."""
+
+    port: int
+    proto: Literal["tcp", "udp"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,7 @@ class Master:
     base: Base
     k3s: K3s
     source: Source
+    open_ports: tuple[OpenPort, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,22 @@ from __future__ import annotations
 import os
 import shlex
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from types import MappingProxyType
 
 from scooby.core.errors import Diagnostic, ScoobyError, error, errors_only
-from scooby.core.model import Agent, Base, Cluster, Interface, K3s, Master, Secrets, Source
+from scooby.core.model import (
+    Agent,
+    Base,
+    Cluster,
+    Interface,
+    K3s,
+    Master,
+    OpenPort,
+    Secrets,
+    Source,
+)
 from scooby.load import digest, envfile, schema
 from scooby.load.files import (  # noqa: F401 (CONFIG, SERVER, ...: read by validate and render)
     AGENT_SUFFIX,
@@ -141,9 +151,32 @@ def _load_master(
             v["LC_DEBIAN_SUITE"],
             v["LC_DEBIAN_MIRROR"],
         ),
-        k3s=K3s(v["LC_K3S_VERSION"], _hex(v["LC_K3S_SHA256"]), _hex(v["LC_K3S_AIRGAP_SHA256"])),
+        k3s=K3s(
+            v["LC_K3S_VERSION"],
+            _hex(v["LC_K3S_SHA256"]),
+            _hex(v["LC_K3S_AIRGAP_SHA256"]),
+            IPv4Network(v["LC_K3S_CLUSTER_CIDR"]),
+            IPv4Network(v["LC_K3S_SERVICE_CIDR"]),
+            _port_range(v["LC_K3S_NODE_PORT_RANGE"]),
+            v["LC_K3S_SERVICELB"],  # type: ignore[arg-type]  # the schema's enum
+        ),
         source=src,
+        open_ports=_open_ports(v["LC_EXTERNAL_OPEN_PORTS"]),
     )
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    """`FIRST-LAST` (the schema's pattern) -> (FIRST, LAST)."""
+    first, last = text.split("-")
+    return int(first), int(last)
+
+
+def _open_ports(text: str) -> tuple[OpenPort, ...]:
+    """`25565/tcp 53/udp` (the schema's pattern) -> sorted, without repeats."""
+    ports = {
+        OpenPort(int(port), proto) for port, _, proto in (w.partition("/") for w in text.split())
+    }  # type: ignore[arg-type]
+    return tuple(sorted(ports, key=lambda o: (o.port, o.proto)))
 
 
 def _hex(digest: str) -> str:

@@ -32,6 +32,7 @@ from scooby.core.model import Cluster
 from scooby.core.paths import TEMPLATES_DIR
 from scooby.load.reader import SERVER
 from scooby.util import templates
+from scooby.validate.k3s import facts as k3s_facts
 
 SECTIONS = ("boot", "master")  # rendered once; "agent" is rendered per agent
 # NFS export fsids are UUIDs derived from the agent's name: stable when agents come and go.
@@ -67,12 +68,21 @@ def _check_fsids(cluster: Cluster) -> None:
 
 
 def context(cluster: Cluster) -> dict[str, Any]:
+    # What the user's server/ files decide for K3S and the firewall (ServiceLB, MetalLB's
+    # LoadBalancer ranges, DHCP on the external network): read as validate reads them.
+    k3s = k3s_facts(cluster.master, cluster.repo)
     return {
         "cluster": cluster,
         "master": cluster.master,
         "agents": cluster.agents,
         "secrets": cluster.secrets,
         "layout": layout,
+        "k3s": k3s,
+        "firewall": {
+            "open_ports": cluster.master.open_ports,
+            "lb_ranges": k3s.lb_ranges,
+            "external_dhcp": k3s.external_dhcp,
+        },
     }
 
 

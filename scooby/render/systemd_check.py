@@ -11,7 +11,7 @@ from scooby.core import layout
 from scooby.core.errors import Diagnostic
 from scooby.render.checktools import each, missing_tool, output, run, trees
 
-IMAGE_EXECUTABLES = frozenset({layout.K3S_BINARY})
+IMAGE_EXECUTABLES = frozenset({layout.K3S_BINARY, "/sbin/fake-hwclock"})  # K3S; fake-hwclock
 UNIT_SUFFIXES = (".service", ".socket", ".timer", ".mount", ".path", ".target", ".automount")
 SYSTEMD_FILE_LINE = re.compile(r"^(/\S+?):(\d+): (.*)$")
 SYSTEMD_UNIT_LINE = re.compile(r"^([\w@.\\:-]+\.[a-z]+): (.*)$")

@@ -1,7 +1,8 @@
 """Validate: every problem in the user's repository, before any slow work starts.
 
-Load (each file against its schema) -> cross-file rules (scooby.validate.rules) -> manifests
-(scooby.validate.manifests). Each problem is a Diagnostic, `PATH:LINE: error: KEY: message`.
+Load (each file against its schema) -> cross-file rules (scooby.validate.rules) -> K3S's rules
+(scooby.validate.k3s) -> manifests (scooby.validate.manifests). Each problem is a Diagnostic,
+`PATH:LINE: error: KEY: message`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from scooby.core.errors import Diagnostic, ScoobyError, errors_only
 from scooby.core.model import Cluster
 from scooby.load import reader
-from scooby.validate import manifests, rules
+from scooby.validate import k3s, manifests, rules
 
 
 def validate(
@@ -22,6 +23,8 @@ def validate(
     loaded = reader.load(repo, environ)
     diagnostics = list(loaded.diagnostics)
     diagnostics += rules.check(loaded, repo)
+    if loaded.master is not None:
+        diagnostics += k3s.check(loaded.master, repo.resolve(), reader.server_files(repo.resolve()))
     if with_manifests:
         diagnostics += manifests.check(repo, loaded.config or None)
     return loaded.cluster, sorted(set(diagnostics), key=_order)

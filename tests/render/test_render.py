@@ -258,6 +258,8 @@ def test_iptables_keeps_the_cluster_services_off_the_external_side(out: Path) ->
     assert external_accepts == [
         "-A INPUT -i eth0 -p tcp -m tcp --dport 22 -j ACCEPT",
         "-A INPUT -i eth0 -p tcp -m tcp --dport 6443 -j ACCEPT",
+        # the example's server/etc/dnsmasq.d serves DHCP on the external network
+        "-A INPUT -i eth0 -p udp -m udp --sport 68 --dport 67 -j ACCEPT",
     ]
     # No rule without an interface opens a port to everyone (besides replies and ICMP).
     for rule in rules:

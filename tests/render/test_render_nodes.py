@@ -19,6 +19,7 @@ import yaml
 from conftest import ROOT, write_repo
 
 from scooby.core import layout
+from scooby.load import schema
 from scooby.load.reader import load_or_raise
 from scooby.render import checks
 from scooby.render.renderer import render
@@ -229,7 +230,7 @@ def test_k3s_server_config(out):
 
 def test_first_boot_install_is_pinned_and_verified(out):
     script = _read(out, "master/usr/local/sbin/scooby-k3s-install")
-    assert "VERSION=v1.31.4+k3s1\n" in script
+    assert f"VERSION={schema.defaults('config')['LC_K3S_VERSION']}\n" in script
     assert "sha256sum --check" in script
     assert '[ "$mode" = first-boot ] || exit 0' in script
     assert "scooby-say" in script  # the loud console warning
@@ -291,7 +292,11 @@ def test_token_script_makes_one_token_for_every_agents_layer(out, tmp_path):
     assert sorted(c[0] for c in copies) == [
         f"{layers}/{a}{layout.K3S_AGENT_TOKEN}" for a in sorted(AGENTS)
     ]
-    assert all(c[1] == tok[0] and c[2] == "600" for c in copies)
+    # Each agent gets the secure form of the same password (tests/render/test_k3s_render.py
+    # checks the CA hash in it against the CA file).
+    assert all(
+        re.fullmatch(rf"K10[0-9a-f]{{64}}::node:{tok[0]}", c[1]) and c[2] == "600" for c in copies
+    )
     # The second run rewrote nothing (a lower layer should not change needlessly).
     assert sum("has the join token" in s for s in lines) == len(AGENTS)
 
@@ -345,7 +350,10 @@ def test_agent_fstab_gpt_form(out):
         "ext4",
     ]
     assert "nofail" in rancher[3].split(",")
-    assert len(entries) == 3  # no swap partition given, no swap line
+    # no swap partition given, no swap line; then the kubelet's folders, bound from the disk
+    assert [e[:3] for e in entries[3:]] == [
+        [source, target, "none"] for target, source in layout.AGENT_LOCAL_BINDS
+    ]
 
 
 def test_agent_fstab_mbr_form_and_swap(out):
@@ -386,8 +394,9 @@ def test_agent_k3s_args_in_systemd_quoting(out):
 
 def test_agent_k3s_unit(out):
     unit = _read(out, "agents/willow/etc/systemd/system/k3s-agent.service").splitlines()
-    assert "RequiresMountsFor=/var/lib/rancher" in unit
-    assert f"ConditionPathExists={layout.K3S_BINARY}" in unit
+    assert f"RequiresMountsFor={' '.join(layout.AGENT_LOCAL_MOUNTS)}" in unit
+    # No ConditionPathExists on the binary: a first-boot install arrives later (scooby-k3s-wait)
+    assert f"ConditionPathExists={layout.K3S_BINARY}" not in unit
     assert f"ConditionPathExists={layout.K3S_AGENT_TOKEN}" in unit
     assert "ExecStartPre=/usr/local/sbin/scooby-airgap-images" in unit
     assert "ExecStartPost=-/usr/local/sbin/scooby-online" in unit
@@ -477,7 +486,9 @@ def _verify_root(tmp: Path, tree: Path) -> Path:
     (root / "usr/lib/systemd").mkdir(parents=True)
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     shutil.copytree(tree, root, dirs_exist_ok=True)
-    for exe in (layout.K3S_BINARY, "/usr/sbin/sshd"):
+    image = ("/usr/sbin/sshd", "/sbin/fake-hwclock", "/bin/mkdir")
+    image += ("/usr/lib/systemd/systemd-networkd-wait-online",)
+    for exe in (layout.K3S_BINARY, *image):
         stand_in = root / exe.lstrip("/")
         stand_in.parent.mkdir(parents=True, exist_ok=True)
         stand_in.write_text("#!/bin/sh\n")
@@ -498,13 +509,15 @@ def _verify(tmp: Path, tree: Path, units: list[str]) -> None:
 
 def test_systemd_verify_master_units(out, tmp_path):
     units = sorted(p.name for p in (out / "master/etc/systemd/system").glob("*.service"))
-    assert len(units) == 6
-    _verify(tmp_path, out / "master", units + ["ssh.service", "ssh.socket", "multi-user.target"])
+    assert len(units) == 8
+    others = ["scooby-fake-hwclock.timer", "ssh.service", "ssh.socket", "multi-user.target"]
+    _verify(tmp_path, out / "master", units + others)
 
 
 @pytest.mark.parametrize("agent", ["ted", "xander"])
 def test_systemd_verify_agent_units(out, tmp_path, agent):
     units = ["k3s-agent.service", "scooby-online.service", "ssh.service", "multi-user.target"]
+    units += ["scooby-pod-guard.service", "scooby-time-wait.service", "scooby-local-dirs.service"]
     _verify(tmp_path, out / "agents" / agent, units)
 
 
@@ -513,7 +526,7 @@ def test_shell_scripts_parse_and_are_executable(out):
         p for tree in ("master", *(f"agents/{a}" for a in AGENTS))
         for p in (out / tree / "usr/local/sbin").iterdir()
     )  # fmt: skip
-    assert len(scripts) == 7 + 3 * len(AGENTS)
+    assert len(scripts) == 8 + 6 * len(AGENTS)
     for path in scripts:
         assert os.access(path, os.X_OK), path
         if path.name == "scooby-apply":  # the master's half of `scooby deploy`: Python

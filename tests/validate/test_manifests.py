@@ -81,7 +81,7 @@ BAD = {
     ),
     "core kind misspelt": (
         {"n.yaml": NS.replace("kind: Namespace", "kind: Namespcae")},
-        at("n.yaml", 2) + ": error: Namespcae/metallb-system: Kubernetes 1.31 has no kind "
+        at("n.yaml", 2) + ": error: Namespcae/metallb-system: Kubernetes 1.36 has no kind "
         "'Namespcae' in v1 (did you mean Namespace?)",
     ),
     "missing name": (
@@ -148,7 +148,7 @@ BAD = {
     "unknown CRD warns": (
         {"c.yaml": "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:\n  name: c\n"},
         at("c.yaml", 2) + ": warning: Certificate/c: no schema for Certificate "
-        "(cert-manager.io/v1) among Kubernetes 1.31's kinds or Scooby's vendored CRDs: "
+        "(cert-manager.io/v1) among Kubernetes 1.36's kinds or Scooby's vendored CRDs: "
         "not checked",
     ),
     "file k3s ignores warns": (
