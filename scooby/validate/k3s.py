@@ -16,28 +16,20 @@ documentation for each rule.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
-from functools import cache
-from ipaddress import IPv4Address, ip_address
 from pathlib import Path
-from typing import Any
 
 from scooby.core import layout
 from scooby.core.errors import Diagnostic, error, warning
 from scooby.core.model import Master
-from scooby.core.paths import SCHEMAS_DIR
-from scooby.load import envfile
-from scooby.validate import manifests
+from scooby.validate.k3s_files import Reading, read
+from scooby.validate.k3s_release import check_release, end_of_life, minor, releases
 
-RELEASES = SCHEMAS_DIR / "k3s-releases.json"
+__all__ = ["check", "end_of_life", "facts", "minor", "releases", "summary"]
+
 USER_K3S_CONFIG = "server/etc/rancher/k3s/config.yaml"
-DNSMASQ_DIR = "server/etc/dnsmasq.d"
-# Debian's dnsmasq reads every file in /etc/dnsmasq.d but these (/etc/default/dnsmasq).
-DNSMASQ_IGNORED = (".dpkg-dist", ".dpkg-old", ".dpkg-new", "~")
 
 # Ports the master serves or K3S uses on it; a NodePort on one would take it over (kube-proxy
 # answers NodePorts on every address, the internal one included). docs.k3s.io/installation/
@@ -62,71 +54,6 @@ MASTER_PORTS: dict[int, str] = {
     layout.HTTP_PORT: "the cloud-init seeds (lighttpd)",
     **{p: "the kubelet, kube-proxy or a control-plane component" for p in range(10248, 10260)},
 }
-
-
-# --- the release table -------------------------------------------------------------------
-
-
-@cache
-def releases() -> dict[str, Any]:
-    return json.loads(RELEASES.read_text("utf-8"))
-
-
-def minor(version: str) -> str | None:
-    m = re.match(r"^v?(\d+)\.(\d+)\.", version)
-    return f"{m[1]}.{m[2]}" if m else None
-
-
-def end_of_life(version: str) -> tuple[date | None, str]:
-    """(the end-of-life date, how it is known) of `version`'s minor; (None, "") if unknown."""
-    want = minor(version)
-    if want is None:
-        return None, ""
-    table = releases()["minors"]
-    if want in table:
-        return date.fromisoformat(table[want]["eol"]), table[want]["source"]
-    key = tuple(map(int, want.split(".")))
-    newer = sorted(m for m in table if tuple(map(int, m.split("."))) > key)
-    if newer and key < tuple(map(int, max(table, key=_k).split("."))):
-        # An older minor ends no later than the next one listed.
-        nxt = min(newer, key=_k)
-        return date.fromisoformat(table[nxt]["eol"]), f"no later than {nxt}"
-    return None, ""
-
-
-def _k(m: str) -> tuple[int, ...]:
-    return tuple(map(int, m.split(".")))
-
-
-def check_release(master: Master, today: date | None = None) -> list[Diagnostic]:
-    today = today or date.today()
-    src, version = master.source, master.k3s.version
-    line = src.line("LC_K3S_VERSION")
-    eol, how = end_of_life(version)
-    reviewed = releases()["reviewed"]
-    if eol is None:
-        return [
-            warning(
-                src.path,
-                line,
-                f"K3S {minor(version)} is not in Scooby's release table (reviewed {reviewed}): "
-                "check its end of life at docs.k3s.io before you rely on it",
-                "LC_K3S_VERSION",
-            )
-        ]
-    if eol < today:
-        when = f"on {eol}" if not how.startswith("no later") else f"{how}, on {eol}"
-        return [
-            error(
-                src.path,
-                line,
-                f"K3S {minor(version)} reached its end of life {when}: it gets no security "
-                "fixes. Pin a supported release with `scooby k3s pin VERSION` "
-                f"(schemas/k3s-releases.json, reviewed {reviewed})",
-                "LC_K3S_VERSION",
-            )
-        ]
-    return []
 
 
 # --- networks and ports ------------------------------------------------------------------
@@ -205,155 +132,6 @@ def check_open_ports(master: Master) -> list[Diagnostic]:
         for o in master.open_ports
         if not 1 <= o.port <= 65535
     ]
-
-
-# --- what the user's files say ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Found:
-    rel: str
-    line: int | None
-
-
-@dataclass(frozen=True)
-class NodePort:
-    port: int
-    proto: str
-    service: str
-    at: Found
-
-
-@dataclass(frozen=True)
-class DhcpRange:
-    start: IPv4Address
-    end: IPv4Address
-    at: Found
-
-
-@dataclass(frozen=True)
-class Pool:
-    start: IPv4Address
-    end: IPv4Address
-    at: Found
-    key: str
-
-
-@dataclass(frozen=True)
-class Reading:
-    metallb: Found | None  # the first MetalLB resource (or chart) in the manifests
-    node_ports: tuple[NodePort, ...]
-    pools: tuple[Pool, ...]  # IPv4 MetalLB pool ranges
-    dhcp: tuple[DhcpRange, ...]  # dnsmasq dhcp-range lines, IPv4
-    interfaces: tuple[tuple[str, Found], ...]  # dnsmasq interface= lines
-
-
-def read(repo: Path) -> Reading:
-    metallb: Found | None = None
-    node_ports: list[NodePort] = []
-    pools: list[Pool] = []
-    for path in manifests.files(repo):
-        rel = path.relative_to(repo).as_posix()
-        if path.name.startswith("."):
-            continue  # K3S skips dotfiles
-        text, problems = envfile.read_text(path, rel)
-        if text is None:
-            continue
-        for doc in manifests.expanded(manifests.documents(text, rel, problems)):
-            data = doc.data
-            if not isinstance(data, dict):
-                continue
-            api, kind = str(data.get("apiVersion", "")), str(data.get("kind", ""))
-            if metallb is None and (
-                api.startswith("metallb.io/") or (kind == "HelmChart" and _chart(data) == "metallb")
-            ):
-                metallb = Found(rel, doc.line)
-            if kind == "Service":
-                node_ports += _node_ports(doc, rel)
-            if (api, kind) == manifests.METALLB_POOL:
-                pools += _pools(doc, rel)
-    dhcp, interfaces = _dnsmasq(repo)
-    return Reading(metallb, tuple(node_ports), tuple(pools), dhcp, interfaces)
-
-
-def _chart(data: dict) -> str:
-    spec = data.get("spec")
-    chart = spec.get("chart") if isinstance(spec, dict) else None
-    return chart.rsplit("/", 1)[-1] if isinstance(chart, str) else ""
-
-
-def _node_ports(doc: manifests.Document, rel: str) -> list[NodePort]:
-    spec = doc.data.get("spec")
-    if not isinstance(spec, dict) or spec.get("type") not in ("NodePort", "LoadBalancer"):
-        return []
-    name = manifests._name(doc.data, "Service")
-    out = []
-    for i, port in enumerate(spec.get("ports") or []):
-        if isinstance(port, dict) and isinstance(port.get("nodePort"), int):
-            proto = str(port.get("protocol", "TCP")).lower()
-            line = manifests.line_of(doc, ["spec", "ports", i, "nodePort"])
-            out.append(NodePort(port["nodePort"], proto, name, Found(rel, line)))
-    return out
-
-
-def _pools(doc: manifests.Document, rel: str) -> list[Pool]:
-    spec = doc.data.get("spec")
-    addresses = spec.get("addresses") if isinstance(spec, dict) else None
-    out = []
-    for i, entry in enumerate(addresses or []):
-        span = manifests._span(entry)
-        if span is None or span[0].version != 4 or span[0] > span[1]:
-            continue  # reported by the manifest checks
-        line = manifests.line_of(doc, ["spec", "addresses", i])
-        out.append(
-            Pool(span[0], span[1], Found(rel, line), manifests._name(doc.data, "IPAddressPool"))
-        )
-    return out
-
-
-def _dnsmasq(repo: Path) -> tuple[tuple[DhcpRange, ...], tuple[tuple[str, Found], ...]]:
-    folder = repo / DNSMASQ_DIR
-    ranges: list[DhcpRange] = []
-    interfaces: list[tuple[str, Found]] = []
-    if not folder.is_dir():
-        return (), ()
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        if path.name.endswith(DNSMASQ_IGNORED):
-            continue
-        rel = path.relative_to(repo).as_posix()
-        text, _ = envfile.read_text(path, rel)
-        for n, raw in enumerate((text or "").splitlines(), 1):
-            line = raw.split("#", 1)[0].strip()
-            key, _, value = line.partition("=")
-            key = key.strip()
-            if key == "interface":
-                interfaces += [(v.strip(), Found(rel, n)) for v in value.split(",") if v.strip()]
-            elif key == "dhcp-range":
-                span = _dhcp_span(value)
-                if span:
-                    ranges.append(DhcpRange(span[0], span[1], Found(rel, n)))
-    return tuple(ranges), tuple(interfaces)
-
-
-def _dhcp_span(value: str) -> tuple[IPv4Address, IPv4Address] | None:
-    """dnsmasq's `dhcp-range=[tag:..,][set:..,]START[,END|,static][,...]`: the IPv4 span."""
-    addresses = []
-    for part in value.split(","):
-        part = part.strip()
-        try:
-            ip = ip_address(part)
-        except ValueError:
-            if addresses:
-                break
-            continue
-        if ip.version != 4:
-            return None
-        addresses.append(ip)
-        if len(addresses) == 2:
-            break
-    if not addresses:
-        return None
-    return addresses[0], addresses[1] if len(addresses) > 1 else addresses[0]
 
 
 # --- facts for render ------------------------------------------------------------------------
