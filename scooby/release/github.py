@@ -1,6 +1,10 @@
 """Publish release artifacts as assets of a GitHub release, through GitHub's REST API.
 
-Only the documented endpoints, with urllib (no extra dependency):
+Only the documented endpoints, with urllib. Kept hand-written after weighing the clients:
+githubkit's upload_release_asset posts to api.github.com, not the release's `upload_url`
+(githubkit issue 150; its maintainer suggests a raw request), and PyGithub, which would fit
+(upload_url, `api_version`, asset `digest`), sends no `application/vnd.github+json` Accept
+and brings requests, PyNaCl and PyJWT - for these five endpoints:
   GET    /repos/{owner}/{repo}/releases/tags/{tag}         find the release for the tag
   POST   /repos/{owner}/{repo}/releases                    or create it
   GET    /repos/{owner}/{repo}/releases/{id}/assets        list its assets (paginated)

@@ -10,6 +10,7 @@ nothing reaches any other network.
 from __future__ import annotations
 
 import ctypes
+import io
 import ipaddress
 import os
 import random
@@ -25,6 +26,7 @@ PI_VENDOR_CLASS = b"PXEClient:Arch:00000:UNDI:002001"  # what the Pi 3 and Pi 4 
 DHCP_MAGIC = b"\x63\x82\x53\x63"
 DISCOVER, OFFER, REQUEST, ACK = 1, 2, 3, 5
 TFTP_BLKSIZE = 1468  # what a Pi 4 asks for (RFC 2348)
+TFTP_RETRIES = 3  # sends of the request (and of each ACK) before giving up, as a ROM resends
 
 _libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000
@@ -201,44 +203,18 @@ def tftp_get(
     blksize: int | None = TFTP_BLKSIZE,
     timeout: float = 5,
 ) -> bytes:
-    """One file over TFTP (RFC 1350; RFC 2348 block size as a Pi 4 asks for it)."""
-    request = b"\x00\x01" + filename.encode() + b"\0octet\0"
-    if blksize:
-        request += b"blksize\0" + str(blksize).encode() + b"\0"
-    size = 512
-    data, expected = bytearray(), 1
-    with inside(netns), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        packet, peer = _first_answer(s, request, (str(server), 69))
-        s.settimeout(timeout)
-        while True:
-            opcode = struct.unpack("!H", packet[:2])[0]
-            if opcode == 5:
-                message = packet[4:].rstrip(b"\0").decode(errors="replace")
-                raise FileNotFoundError(f"TFTP error for {filename}: {message}")
-            if opcode == 6:  # OACK: the server took our block size
-                fields = packet[2:].split(b"\0")
-                size = int(fields[fields.index(b"blksize") + 1])
-                s.sendto(b"\x00\x04\x00\x00", peer)
-            elif opcode != 3:
-                raise OSError(f"TFTP: unexpected opcode {opcode} for {filename}")
-            else:
-                block = struct.unpack("!H", packet[2:4])[0]
-                s.sendto(b"\x00\x04" + packet[2:4], peer)
-                if block == expected & 0xFFFF:
-                    data += packet[4:]
-                    expected += 1
-                    if len(packet) - 4 < size:
-                        return bytes(data)
-            packet, peer = s.recvfrom(65536)
+    """One file over TFTP, as the ROM asks for it: RFC 1350, with the RFC 2348 block size a
+    Pi 4 asks for; the request and each ACK are sent again when no answer comes (tftpy)."""
+    import tftpy
 
-
-def _first_answer(s: socket.socket, request: bytes, server: tuple[str, int]):
-    """Send the request, again if need be (as a boot ROM does), until the server answers."""
-    s.settimeout(2)
-    for _attempt in range(3):
-        s.sendto(request, server)
-        try:
-            return s.recvfrom(65536)
-        except TimeoutError:
-            continue
-    raise TimeoutError(f"no TFTP answer from {server}")
+    options = {"blksize": blksize} if blksize else {}
+    out = io.BytesIO()
+    try:
+        with inside(netns):  # tftpy opens its socket in download(): inside the namespace
+            client = tftpy.TftpClient(str(server), 69, options)
+            client.download(filename, out, timeout=timeout, retries=TFTP_RETRIES)
+    except tftpy.TftpTimeout as exc:
+        raise TimeoutError(f"no TFTP answer from {server} for {filename}") from exc
+    except tftpy.TftpException as exc:
+        raise FileNotFoundError(f"TFTP error for {filename}: {exc}") from exc
+    return out.getvalue()

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
+# rich's Progress, fed by `advance(n)` callbacks rather than rich.progress.wrap_file: the
+# stages (compress, sha256, uploads) take a plain callback and know nothing of rich.
 @contextmanager
 def progress() -> Iterator:
     """rich progress bars on stderr; they collapse to nothing when stderr is not a terminal."""
