@@ -1,22 +1,23 @@
-# Thin targets over nox: `make test` is what CI runs; `make image` builds images/scooby.img.
-NOX ?= nox
+# Thin targets over the scripts, for those who have make (the scripts need only bash):
+# `make image` builds images/scooby.img, `make test` runs every check and test (what CI runs).
+NOX ?= .venv/bin/nox
 
 .PHONY: all image lint test validate setup clean
 all: test
 
-image: setup
+image:
 	./scripts/build.sh
+
+test:
+	./scripts/test.sh
 
 setup:
 	./scripts/setup.sh
 
-lint:
+lint: setup
 	$(NOX) -s lint
 
-test: setup
-	$(NOX) -s lint tests
-
-validate:
+validate: setup
 	$(NOX) -s validate
 
 clean:

@@ -13,7 +13,9 @@ nox.options.reuse_venv = "yes"
 nox.options.download_python = "never"
 nox.options.error_on_missing_interpreters = True
 
-PYTHON = "3.11"
+# The interpreter nox runs on: the project's .venv/ (scripts/setup.sh), whatever Python 3.11+
+# the machine has (3.11 on Debian 12, 3.12 on Ubuntu 24.04, 3.13 on Debian 13).
+PYTHON = None
 
 
 def _install(session: nox.Session, *extras: str) -> None:

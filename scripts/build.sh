@@ -17,7 +17,7 @@ done
 if [ "$vagrant" = 1 ]; then
   command -v vagrant >/dev/null || { echo "build.sh: vagrant is required on this host" >&2; exit 1; }
   vagrant up --provision
-  vagrant ssh -c "cd /scooby && sudo ./scripts/build.sh ${args[*]:-}"
+  vagrant ssh -c "cd /scooby && ./scripts/build.sh ${args[*]:-}"
   mkdir -p images
   vagrant ssh -c "cat /scooby/images/scooby.img" >images/.scooby.img.tmp
   mv images/.scooby.img.tmp images/scooby.img
@@ -27,12 +27,7 @@ fi
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
+# Debian packages, arm64 emulation and .venv/ (Scooby and its dependencies): a second run
+# only checks.
 ./scripts/setup.sh
-# arm64 programs run under qemu-user through binfmt_misc; containers often lack the mount.
-if ! arch-test arm64 >/dev/null 2>&1; then
-  [ -e /proc/sys/fs/binfmt_misc/register ] ||
-    $sudo mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-  $sudo update-binfmts --enable qemu-aarch64 || true
-fi
-python3 -c 'import scooby' 2>/dev/null || python3 -m pip install -q -e .
-exec $sudo env "PATH=$PATH" python3 -m scooby build --repo . "${args[@]}"
+exec $sudo env "PATH=$PATH" .venv/bin/scooby build --repo . "${args[@]}"

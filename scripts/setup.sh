@@ -1,20 +1,100 @@
 #!/usr/bin/env bash
-# Install everything Scooby needs on a fresh Debian/Ubuntu machine: Debian packages from
-# scripts/packages.txt, then nox and pre-commit. Idempotent and quick when already done.
+# Everything Scooby needs on a fresh Debian 12, Debian 13 or Ubuntu 24.04 machine, where
+# nothing but git (and bash) can be assumed:
+#   1. the Debian packages in scripts/packages.txt (QEMU from bookworm-backports on Debian 12);
+#   2. arm64 programs runnable through qemu-user (binfmt_misc);
+#   3. the project's own virtual environment .venv/: Scooby, its dependencies, nox, pre-commit.
+# A second run checks and changes nothing. As root, or a user who may sudo (apt-get only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$(date +%s)
 
-mapfile -t packages < <(grep -Ev '^\s*(#|$)' scripts/packages.txt)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "setup: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+. /etc/os-release
+
+# Package names (first word), those tagged @backports and @ubuntu (scripts/packages.txt).
+packages() { grep -Ev '^\s*(#|$)' scripts/packages.txt | awk -v want="$1" -v os="$ID" '
+  { tags = ""; for (i = 2; i <= NF; i++) if ($i ~ /^@/) tags = tags $i }
+  want == "all" && (tags !~ /@ubuntu/ || os == "ubuntu") { print $1 }
+  want != "all" && index(tags, want) { print $1 }'; }
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+apt_updated=0
+apt_update() {
+  ((apt_updated)) && return
+  echo "setup: apt-get update"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  apt_updated=1
+}
+
+apt_install() { # apt_install [-t SUITE] PACKAGE...
+  $sudo apt-get install -y -qq --no-install-recommends "$@" </dev/null
+}
+
+# Debian 12's QEMU (7.2) has no raspi4b board; bookworm-backports has QEMU >= 9. Its source
+# is added beside the machine's own bookworm one, same mirror, signed by Debian's keyring.
+backports=()
+if [ "$ID" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
+  mapfile -t backports < <(packages @backports)
+  suites=$(apt-get indextargets --format '$(RELEASE)' 2>/dev/null | sort -u)
+  if ! grep -qx bookworm-backports <<<"$suites"; then
+    mirror=$(apt-get indextargets --format '$(SITE) $(RELEASE)' 2>/dev/null |
+      awk '$2 == "bookworm" { print $1; exit }')
+    echo "setup: adding bookworm-backports (${mirror:=http://deb.debian.org/debian})"
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "$mirror" | $sudo tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
+    apt_updated=0
+    apt_update
+  fi
 fi
 
-python3 -m pip --version >/dev/null 2>&1 || { echo "setup: python3 with pip is required" >&2; exit 1; }
-python3 -c 'import nox, pre_commit' 2>/dev/null || python3 -m pip install -q nox pre-commit
+# 1. Debian packages: only what is missing, so a second run makes no network request.
+missing=() old_qemu=()
+while read -r p; do installed "$p" || missing+=("$p"); done < <(packages all)
+for p in "${backports[@]}"; do
+  # bookworm's own QEMU (7.2) counts as missing: the backport must replace it.
+  v=$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || true)
+  [ -z "$v" ] || dpkg --compare-versions "$v" ge 1:9 || old_qemu+=("$p")
+done
+if ((${#missing[@]} + ${#old_qemu[@]})); then
+  echo "setup: installing ${missing[*]} ${old_qemu[*]}"
+  apt_update
+  regular=() from_backports=()
+  for p in "${missing[@]}" "${old_qemu[@]}"; do
+    if printf '%s\n' "${backports[@]}" | grep -qx "$p"; then from_backports+=("$p"); else regular+=("$p"); fi
+  done
+  ((${#regular[@]} == 0)) || apt_install "${regular[@]}"
+  ((${#from_backports[@]} == 0)) || apt_install -t bookworm-backports "${from_backports[@]}"
+fi
+
+# 2. arm64 programs run under qemu-user through binfmt_misc. The package registers the format
+# when it is installed, except in a container or where binfmt_misc isn't mounted: do it here.
+if ! arch-test arm64 >/dev/null 2>&1; then
+  echo "setup: enabling arm64 emulation (binfmt_misc, qemu-aarch64)"
+  binfmt=/proc/sys/fs/binfmt_misc
+  [ -e $binfmt/register ] || $sudo mount -t binfmt_misc binfmt_misc $binfmt
+  [ -e /var/lib/binfmts/qemu-aarch64 ] || $sudo update-binfmts --import qemu-aarch64
+  [ -e $binfmt/qemu-aarch64 ] || $sudo update-binfmts --enable qemu-aarch64
+fi
+
+# 3. The project's own Python environment. Nothing relies on what the system's Python can
+# import (the source folder is importable from here, its dependencies are not). pip runs
+# only when pyproject.toml changed since the last install.
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+  echo "setup: Python 3.11 or newer is needed ($(python3 --version 2>&1))" >&2
+  exit 1
+}
+stamp=.venv/.scooby-setup
+want="$(python3 --version) $(sha256sum pyproject.toml | cut -c1-64)"
+if [ ! -x .venv/bin/python ] || [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
+  echo "setup: .venv (Scooby and its dependencies, nox, pre-commit)"
+  python3 -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[test,lint]' nox pre-commit
+  echo "$want" >$stamp
+fi
+
+echo "setup: ready in $(($(date +%s) - started)) s"
