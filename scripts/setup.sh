@@ -70,14 +70,17 @@ if ((${#missing[@]} + ${#old_qemu[@]})); then
   ((${#from_backports[@]} == 0)) || apt_install -t bookworm-backports "${from_backports[@]}"
 fi
 
-# 2. arm64 programs run under qemu-user through binfmt_misc. The package registers the format
-# when it is installed, except in a container or where binfmt_misc isn't mounted: do it here.
+# 2. arm64 programs run under qemu-user through binfmt_misc. QEMU's package registers the
+# format through systemd-binfmt at boot or install, which a container or a chroot lacks (and
+# often the binfmt_misc mount too). Its own file in binfmt.d says how: the kernel's format
+# (flags OPF: the interpreter is opened now, so it works in a chroot of another root).
 if ! arch-test arm64 >/dev/null 2>&1; then
   echo "setup: enabling arm64 emulation (binfmt_misc, qemu-aarch64)"
   binfmt=/proc/sys/fs/binfmt_misc
   [ -e $binfmt/register ] || $sudo mount -t binfmt_misc binfmt_misc $binfmt
-  [ -e /var/lib/binfmts/qemu-aarch64 ] || $sudo update-binfmts --import qemu-aarch64
-  [ -e $binfmt/qemu-aarch64 ] || $sudo update-binfmts --enable qemu-aarch64
+  [ ! -e $binfmt/qemu-aarch64 ] || echo -1 | $sudo tee $binfmt/qemu-aarch64 >/dev/null
+  $sudo tee $binfmt/register </usr/lib/binfmt.d/qemu-aarch64.conf >/dev/null
+  arch-test arm64 >/dev/null
 fi
 
 # 3. The project's own Python environment. Nothing relies on what the system's Python can
