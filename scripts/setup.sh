@@ -20,7 +20,8 @@ packages() { grep -Ev '^\s*(#|$)' scripts/packages.txt | awk -v want="$1" -v os=
   want == "all" && (tags !~ /@ubuntu/ || os == "ubuntu") { print $1 }
   want != "all" && index(tags, want) { print $1 }'; }
 
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+# One dpkg-query for all: what is installed now.
+installed_now() { dpkg-query -W -f='${db:Status-Status} ${Package}\n' 2>/dev/null | awk '$1 == "installed" { print $2 }'; }
 
 apt_updated=0
 apt_update() {
@@ -53,7 +54,7 @@ fi
 
 # 1. Debian packages: only what is missing, so a second run makes no network request.
 missing=() old_qemu=()
-while read -r p; do installed "$p" || missing+=("$p"); done < <(packages all)
+mapfile -t missing < <(packages all | sort -u | comm -23 - <(installed_now | sort -u))
 for p in "${backports[@]}"; do
   # bookworm's own QEMU (7.2) counts as missing: the backport must replace it.
   v=$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || true)
@@ -100,4 +101,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
   echo "$want" >$stamp
 fi
 
+# Everything in place? `scooby doctor` checks the programs, files and kernel features (tun,
+# network namespaces, arm64) and names what is still missing.
+.venv/bin/scooby doctor --quiet
 echo "setup: ready in $(($(date +%s) - started)) s"

@@ -25,9 +25,6 @@ from pathlib import Path
 
 from scooby.core import layout
 from scooby.core.errors import ScoobyError, error
-from scooby.util.tools import missing, not_installed
-
-TOOLS = ("mmdebstrap", "unshare", "mksquashfs", "mkfs.vfat", "mcopy", "sfdisk", "mke2fs", "tar")
 
 
 @dataclass
@@ -75,42 +72,21 @@ class Stages:
         return value
 
 
-BINFMT = Path("/proc/sys/fs/binfmt_misc")
-
-
-def runs_arm64() -> bool:
-    if shutil.which("arch-test") is None:
-        return True  # can't tell: mmdebstrap checks again and says so
-    return subprocess.run(["arch-test", "arm64"], capture_output=True).returncode == 0
-
-
-def enable_arm64_emulation(console) -> None:
-    """Containers often lack the binfmt_misc mount that qemu-user-static's registration
-    needs: mount it and enable qemu-aarch64, as the package's own install would have."""
-    if shutil.which("update-binfmts") is None:
-        return
-    console.print("enabling arm64 emulation (binfmt_misc, qemu-aarch64)")
-    if not (BINFMT / "register").exists():
-        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], check=False)
-    subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True)
-
-
 def check_host(console) -> None:
-    """Fail before any slow work when this machine can't build."""
-    problems = [not_installed(t) for t in missing(TOOLS)]
+    """Fail before any slow work when this machine can't build: `scooby doctor`'s checks
+    (scripts/packages.txt and the kernel's features), one line per missing piece."""
+    from scooby.util import doctor
+
     if os.geteuid() != 0:
-        problems.append(
-            "must run as root (or use ./scripts/build.sh --vagrant; see scripts/setup.sh)"
+        raise ScoobyError(
+            error("", None, "must run as root (or use ./scripts/build.sh --vagrant)", "build")
         )
-    elif not runs_arm64():
-        enable_arm64_emulation(console)
-        if not runs_arm64():
-            problems.append(
-                "this machine can't run arm64 programs: install qemu-user-static and "
-                "binfmt-support, and make sure binfmt_misc is mounted (see scripts/setup.sh)"
-            )
+    if not doctor.arm64_runs():  # a machine rebooted since set-up: register it again
+        console.print("enabling arm64 emulation (binfmt_misc, qemu-aarch64)")
+        doctor.enable_arm64()
+    problems = doctor.diagnostics(doctor.examine())
     if problems:
-        raise ScoobyError([error("", None, p, "build") for p in problems])
+        raise ScoobyError(problems)
 
 
 def build(repo: Path, out: Path, k3s_mode: str, clean: bool, console, log):

@@ -26,6 +26,7 @@ COMMANDS = {
     "release": "scooby.cli.release",
     "deploy": "scooby.cli.deploy",
     "k3s": "scooby.cli.k3s",
+    "doctor": "scooby.cli.doctor",
 }
 
 

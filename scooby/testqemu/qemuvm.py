@@ -29,7 +29,6 @@ from scooby.util import diskimage
 QEMU = "qemu-system-aarch64"
 MACHINE = ["-M", "virt", "-cpu", "cortex-a72", "-smp", "2"]
 MIB = 1024 * 1024
-TOOLS = (QEMU, "qemu-img", "mcopy", "sfdisk", "mke2fs", "ip", "ssh", "ssh-keygen")
 
 
 # -- the image and its boot files -------------------------------------------------------

@@ -35,7 +35,6 @@ from scooby.testqemu.phases import (
     Phases,
 )
 from scooby.testqemu.ssh import SSH_PORT, ssh
-from scooby.util.tools import missing, not_installed
 
 DEFAULT_IMAGE = IMAGE
 EVIDENCE = "build/test-qemu"
@@ -79,9 +78,9 @@ def pick_agent(cluster, name: str | None):
 
 def check_host(cluster, image: Path, identity: Path | None) -> None:
     """Everything the run needs, checked before a VM starts."""
-    from scooby.testqemu import qemuvm
+    from scooby.util import doctor
 
-    problems = [error("", None, not_installed(t)) for t in missing(qemuvm.TOOLS)]
+    problems = doctor.diagnostics(doctor.examine())  # `scooby doctor`: programs, tun, netns
     if os.geteuid() != 0:
         problems.append(error("", None, "test-qemu must run as root (network namespaces, taps)"))
     if not image.is_file():

@@ -1,35 +1,18 @@
-"""The host tools Scooby runs, and the one way it says that one is missing."""
+"""The one way Scooby says that a host tool is missing, naming its Debian package from the
+one list of them, scripts/packages.txt (`scooby doctor` checks the whole list)."""
 
 from __future__ import annotations
 
 import shutil
+from functools import cache
 
-# tool -> its Debian package (scripts/packages.txt lists them all); a tool not named here is
-# its own package's name.
-PACKAGES = {
-    "iptables-nft-restore": "iptables",
-    "ip6tables-nft-restore": "iptables",
-    "xtables-legacy-multi": "iptables",
-    "systemd-analyze": "systemd",
-    "sshd": "openssh-server",
-    "exportfs": "nfs-kernel-server",
-    "mmdebstrap": "mmdebstrap",
-    "unshare": "util-linux",
-    "mksquashfs": "squashfs-tools",
-    "mkfs.vfat": "dosfstools",
-    "mcopy": "mtools",
-    "sfdisk": "fdisk",
-    "mke2fs": "e2fsprogs",
-    "debugfs": "e2fsprogs",
-    "tar": "tar",
-    "xz": "xz-utils",
-    "bmaptool": "bmap-tools",
-    "qemu-system-aarch64": "qemu-system-arm",
-    "qemu-img": "qemu-utils",
-    "ip": "iproute2",
-    "ssh": "openssh-client",
-    "ssh-keygen": "openssh-client",
-}
+
+@cache
+def _packages() -> dict[str, str]:
+    """program -> the Debian package that gives it, from scripts/packages.txt."""
+    from scooby.util.doctor import read_packages
+
+    return {item: p.name for p in read_packages() for item in p.gives if not item.startswith("/")}
 
 
 def missing(tools: tuple[str, ...] | list[str]) -> list[str]:
@@ -39,5 +22,5 @@ def missing(tools: tuple[str, ...] | list[str]) -> list[str]:
 
 def not_installed(tool: str) -> str:
     """`TOOL` is not installed (Debian package PKG, see scripts/packages.txt)."""
-    package = PACKAGES.get(tool, tool)
+    package = _packages().get(tool, tool)
     return f"`{tool}` is not installed (Debian package {package}, see scripts/packages.txt)"
