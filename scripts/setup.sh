@@ -96,8 +96,8 @@ want="$(python3 --version) $(sha256sum pyproject.toml | cut -c1-64)"
 if [ ! -x .venv/bin/python ] || [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
   echo "setup: .venv (Scooby and its dependencies, nox, pre-commit)"
   python3 -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test,lint]' nox pre-commit
+  .venv/bin/python -m pip install -qq --upgrade pip
+  .venv/bin/python -m pip install -qq -e '.[test,lint]' nox pre-commit
   echo "$want" >$stamp
 fi
 
