@@ -59,6 +59,13 @@ def request(old: dict, new: dict, p: Plan) -> dict:
         "format": 1,
         "manifest": new,
         "previous_agents": old["agents"],
+        # what the last deploy put at each path this one replaces or removes: a file that
+        # differs was changed on the master, and scooby-apply keeps a copy of it
+        "previous_files": {
+            path: old["files"][path]["sha256"]
+            for path in p.write + p.remove
+            if path in old["files"]
+        },
         "write": p.write,
         "remove": p.remove,
         "agents_added": p.agents_added,

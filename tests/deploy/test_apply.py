@@ -149,6 +149,20 @@ def test_removing_an_agent_keeps_its_changes_aside(versions):
     assert "K3S SKIPPED for willow" in done.stdout.decode()
 
 
+def test_a_file_changed_on_the_master_is_kept_aside(versions):
+    root, v1, v2 = versions
+    hosts = at(root, "/etc/hosts")
+    hosts.write_text(hosts.read_text() + "10.0.0.9 mine\n")
+    done = apply(root, v1, v2)
+    assert done.returncode == 0, done.stderr
+    assert hosts.read_bytes() == (v2.out / "master/etc/hosts").read_bytes()
+    kept = list(at(root, layout.DEPLOY_RECORD).parent.glob("kept/*/etc/hosts"))
+    assert len(kept) == 1 and kept[0].read_text().endswith("10.0.0.9 mine\n")
+    assert "/etc/hosts was changed on the master" in done.stdout.decode()
+    # files as the last deploy left them are not copied
+    assert [p.name for p in kept[0].parent.parent.rglob("*") if p.is_file()] == ["hosts"]
+
+
 def test_a_damaged_stream_changes_nothing(versions):
     root, v1, v2 = versions
     p = plan(v1.record, v2.record)
