@@ -80,6 +80,17 @@ def load(repo: Path, environ: dict[str, str] | None = None) -> Loaded:
     return Loaded(cluster, tuple(problems), MappingProxyType(config), master, tuple(agents))
 
 
+def written(repo: Path, rel: str) -> dict[str, str]:
+    """A KEY=VALUE file (`config`, `.env`) as written, no defaults; {} when absent. Never
+    fails: its problems are `scooby validate`'s to report. For the tools that need a value
+    without a whole Cluster (the manifests hook, release's upload secrets)."""
+    path = repo / rel
+    if not path.is_file():
+        return {}
+    parsed, _ = envfile.load(path, repo)
+    return parsed.values()
+
+
 def load_or_raise(repo: Path, environ: dict[str, str] | None = None) -> Cluster:
     loaded = load(repo, environ)
     if errors_only(list(loaded.diagnostics)) or loaded.cluster is None:

@@ -73,13 +73,9 @@ def targets(
 
 def secrets_env(repo: Path, environ: Mapping[str, str]) -> dict[str, str]:
     """`.env` overlaid by the environment (CI's repository secrets win), as `load` does."""
-    from scooby.load import envfile
+    from scooby.load import reader
 
-    merged: dict[str, str] = {}
-    path = repo / ".env"
-    if path.is_file():
-        parsed, _ = envfile.load(path, repo)  # problems were reported by `validated` already
-        merged.update(parsed.values())
+    merged = reader.written(repo, reader.ENV)  # its problems were reported by `validated`
     merged.update({k: v for k, v in environ.items() if v})
     return merged
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from scooby.core.errors import Diagnostic, error, warning
 from scooby.core.model import MANIFESTS
-from scooby.load import envfile, schema
+from scooby.load import envfile, reader, schema
 from scooby.validate import k8s_schemas, syntax
 from scooby.validate.addons import SKIP, deploy_rules, expanded, values_content
 
@@ -317,18 +317,6 @@ def _span(entry: Any):
 # --- `python -m scooby.validate.manifests [--repo DIR]`: the scooby-manifests pre-commit hook ---
 
 
-def config_values(repo: Path) -> dict[str, str]:
-    """`config` as written, for the K3S version and external network; never fails: a
-    broken config is `scooby validate`'s to report, and its defaults stand in here."""
-    from scooby.load import envfile
-
-    path = repo / "config"
-    if not path.is_file():
-        return {}
-    parsed, _ = envfile.load(path, repo)
-    return parsed.values()
-
-
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
@@ -341,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="*", help="ignored: every manifest is checked")
     args = parser.parse_args(argv)
     repo = args.repo.resolve()
-    found = sorted(set(check(repo, config_values(repo))), key=lambda d: (d.path, d.line or 0))
+    config = reader.written(repo, reader.CONFIG)
+    found = sorted(set(check(repo, config)), key=lambda d: (d.path, d.line or 0))
     for d in found:
         print(d, file=sys.stderr)
     return 1 if any(d.severity == "error" for d in found) else 0
