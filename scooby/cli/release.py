@@ -9,7 +9,7 @@ from pathlib import Path
 
 from scooby.core.paths import IMAGE
 from scooby.release.artifacts import COMPRESSORS, DEFAULT_DIST, DEFAULT_IMAGE
-from scooby.util.progress import progress
+from scooby.util.progress import human, progress
 
 HELP = (
     f"compress {IMAGE} and write .bmap, SHA256SUMS, release.json and a Raspberry Pi "
@@ -99,12 +99,3 @@ def summary(made, results: dict[str, list[str]], dry_run: bool = False) -> None:
     needed = max(needed, *(len(c.header) for c in table.columns)) + 13  # borders, padding
     console = Console(width=max(needed, Console().width if sys.stdout.isatty() else 0))
     console.print(table)
-
-
-def human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"

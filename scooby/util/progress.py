@@ -36,6 +36,7 @@ def progress() -> Iterator:
 
 
 def human(size: int) -> str:
+    """1536 -> "1.5 KiB": sizes in tables and progress lines."""
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
