@@ -21,6 +21,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="print what would change (files, services, agents, reboot or not) and stop",
     )
     parser.add_argument(
+        "--rollback",
+        action="store_true",
+        help="return the master to its state before the last deploy (with --dry-run: show it)",
+    )
+    parser.add_argument(
         "--identity",
         type=Path,
         metavar="KEY",
@@ -37,14 +42,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scooby.deploy import Target, deploy
+    from scooby.deploy import Target, deploy, rollback
     from scooby.deploy.plan import describe
     from scooby.validate import validated
 
     cluster = validated(args.repo)
     host = args.to if "@" in args.to else f"{cluster.secrets.default_user}@{args.to}"
     target = Target(host, args.port, args.identity, tuple(args.ssh_option))
-    result = deploy(cluster, target, args.repo / "build" / "deploy", dry_run=args.dry_run)
+    if args.rollback:
+        result = rollback(target, dry_run=args.dry_run)
+    else:
+        result = deploy(cluster, target, args.repo / "build" / "deploy", dry_run=args.dry_run)
     for line in describe(result.plan, args.to):
         print(line)
     if args.dry_run or result.plan.empty:

@@ -70,6 +70,9 @@ SCOOBY_K3S_TOKEN = "/usr/local/sbin/scooby-k3s-token"  # puts the join token in 
 # Day two (`scooby deploy`, docs/day2.md): the record of every file Scooby put on the master
 # (sha256, mode), its agents and its release; written by the build, rewritten by each deploy.
 DEPLOY_RECORD = "/var/lib/scooby/deploy/record.json"
+# What the last deploy replaced (files/<path>) and the record before it (record.json):
+# `scooby deploy --rollback` returns there.
+DEPLOY_PREVIOUS = "/var/lib/scooby/deploy/previous"
 SCOOBY_APPLY = "/usr/local/sbin/scooby-apply"  # the master's half of a live deploy
 
 

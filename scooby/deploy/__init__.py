@@ -4,6 +4,8 @@
     ssh HOST: the master's record -> plan (files, services, agents, reboot or not)
     dry run: the plan, nothing sent
     live plan: one tar (plan.json + the changed files) into `sudo scooby-apply` on the master
+    rollback: plan from the master's record back to the one before its last deploy; the
+              files come from what that deploy kept on the master (layout.DEPLOY_PREVIOUS)
 
 Only what changed is sent. A plan that needs a reboot (the boot partition, systemd units,
 the base or the K3S version) is refused, with the reasons: A/B deploys are not built yet.
@@ -53,6 +55,30 @@ def deploy(cluster: Cluster, target: Target, work: Path, dry_run: bool = False) 
     return Deployed(p, len(payload), time.monotonic() - start, output)
 
 
+def rollback(target: Target, dry_run: bool = False) -> Deployed:
+    """Return the master to the state before its last deploy, with the files that deploy
+    kept on the master (nothing is rendered or sent but the plan)."""
+    from scooby.core import layout
+    from scooby.deploy import remote
+
+    start = time.monotonic()
+    current = remote.read_record(target)
+    previous = remote.read_record(target, f"{layout.DEPLOY_PREVIOUS}/record.json")
+    p = plan(current, previous)
+    if dry_run or p.empty:
+        return Deployed(p, 0, time.monotonic() - start, "")
+    if p.reboot:
+        raise ScoobyError(
+            [
+                error(target.host, None, f"the rollback needs a reboot (A/B): {why}")
+                for why in p.reboot
+            ]
+        )
+    payload = remote.stream({**request(current, previous, p), "rollback": True}, {})
+    output = remote.apply(target, payload)
+    return Deployed(p, len(payload), time.monotonic() - start, output)
+
+
 def request(old: dict, new: dict, p: Plan) -> dict:
     """plan.json, what scooby-apply on the master reads first."""
     return {
@@ -75,4 +101,4 @@ def request(old: dict, new: dict, p: Plan) -> dict:
     }
 
 
-__all__ = ["Deployed", "Target", "deploy", "request"]
+__all__ = ["Deployed", "Target", "deploy", "request", "rollback"]

@@ -49,28 +49,23 @@ def _fail(target: Target, what: str, done: subprocess.CompletedProcess) -> Scoob
     )
 
 
-def read_record(target: Target, timeout: float = 120) -> dict:
-    """The master's record of deployed files (layout.DEPLOY_RECORD)."""
-    done = subprocess.run(
-        target.ssh(f"sudo cat {layout.DEPLOY_RECORD}"), capture_output=True, timeout=timeout
-    )
+def read_record(target: Target, path: str = layout.DEPLOY_RECORD, timeout: float = 120) -> dict:
+    """A deploy record on the master: the current one (layout.DEPLOY_RECORD), or the one
+    before the last deploy (under layout.DEPLOY_PREVIOUS)."""
+    done = subprocess.run(target.ssh(f"sudo cat {path}"), capture_output=True, timeout=timeout)
     if done.returncode != 0:
-        raise _fail(
-            target,
-            f"cannot read {layout.DEPLOY_RECORD} on the master"
-            " (an image built before `scooby deploy` existed has none: flash once more)",
-            done,
+        why = (
+            " (an image built before `scooby deploy` existed has none: flash once more)"
+            if path == layout.DEPLOY_RECORD
+            else " (no deploy has been made to this master yet: nothing to roll back to)"
         )
+        raise _fail(target, f"cannot read {path} on the master{why}", done)
     try:
         record = json.loads(done.stdout)
         assert record["format"] == 1 and {"files", "agents", "release"} <= set(record)
     except (ValueError, KeyError, AssertionError, TypeError) as e:
         raise ScoobyError(
-            error(
-                target.host,
-                None,
-                f"{layout.DEPLOY_RECORD}: not a deploy record this scooby reads ({e})",
-            )
+            error(target.host, None, f"{path}: not a deploy record this scooby reads ({e})")
         ) from None
     return record
 
@@ -83,8 +78,8 @@ def stream(plan_json: dict, files: dict[str, Path]) -> bytes:
         info = tarfile.TarInfo("plan.json")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
-        for path in plan_json["write"]:
-            src = files[path]
+        for path in [] if plan_json.get("rollback") else plan_json["write"]:
+            src = files[path]  # a rollback's files are on the master already
             info = tarfile.TarInfo("files" + path)
             info.size = src.stat().st_size
             info.mode = src.stat().st_mode & 0o7777

@@ -163,6 +163,55 @@ def test_a_file_changed_on_the_master_is_kept_aside(versions):
     assert [p.name for p in kept[0].parent.parent.rglob("*") if p.is_file()] == ["hosts"]
 
 
+def rollback(root: Path):
+    """`scooby deploy --rollback`, as the laptop builds it, from the fake master's records."""
+    current = json.loads(at(root, layout.DEPLOY_RECORD).read_text())
+    previous = json.loads(at(root, f"{layout.DEPLOY_PREVIOUS}/record.json").read_text())
+    p = plan(current, previous)
+    payload = stream({**request(current, previous, p), "rollback": True}, {})
+    return subprocess.run(
+        [sys.executable, str(at(root, layout.SCOOBY_APPLY))],
+        input=payload,
+        capture_output=True,
+        env={**os.environ, "SCOOBY_APPLY_ROOT": str(root)},
+    )
+
+
+def scooby_files(root: Path, record: dict) -> dict[str, bytes]:
+    return {path: at(root, path).read_bytes() for path in record["files"]}
+
+
+def test_rollback_returns_to_the_state_before_the_last_deploy(versions):
+    root, v1, v2 = versions
+    before = scooby_files(root, v1.record)
+    assert apply(root, v1, v2).returncode == 0
+    done = rollback(root)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(at(root, layout.DEPLOY_RECORD).read_text()) == v1.record
+    assert scooby_files(root, v1.record) == before
+    assert not at(root, f"{layout.TFTP_ROOT}/c6811a53").exists()
+    assert not (at(root, layout.AGENT_LAYERS) / "xander").exists()
+    assert "removed: xander" in done.stdout.decode()
+    # and the rollback itself can be rolled back: forward to v2 again
+    assert rollback(root).returncode == 0
+    assert json.loads(at(root, layout.DEPLOY_RECORD).read_text()) == v2.record
+    assert scooby_files(root, v2.record) == {
+        path: src.read_bytes() for path, src in v2.sources.items()
+    }
+
+
+def test_rollback_refuses_a_file_the_last_deploy_did_not_keep(versions):
+    root, v1, v2 = versions
+    assert apply(root, v1, v2).returncode == 0
+    kept = at(root, f"{layout.DEPLOY_PREVIOUS}/files/etc/hosts")
+    kept.write_text("tampered\n")
+    before = tree(root)
+    done = rollback(root)
+    assert done.returncode == 1
+    assert "/etc/hosts: sha256 mismatch" in done.stderr.decode()
+    assert tree(root) == before
+
+
 def test_a_damaged_stream_changes_nothing(versions):
     root, v1, v2 = versions
     p = plan(v1.record, v2.record)

@@ -32,6 +32,12 @@ def test_an_unreachable_master_is_one_line_and_exit_1(repo):
     assert "Traceback" not in done.stderr and done.stdout == ""
 
 
+def test_a_rollback_without_a_master_is_one_line_too(repo):
+    done = scooby("deploy", "--repo", str(repo), "--to", "127.0.0.1", "--port", "1",
+                  "--ssh-option", "ConnectTimeout=5", "--rollback")  # fmt: skip
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr
+
+
 def test_deploy_needs_a_target(repo):
     done = scooby("deploy", "--repo", str(repo))
     assert done.returncode == 2 and "--to" in done.stderr
