@@ -71,9 +71,10 @@ def read_record(target: Target, path: str = layout.DEPLOY_RECORD, timeout: float
 
 
 def stream(plan_json: dict, files: dict[str, Path]) -> bytes:
-    """The tar scooby-apply reads: plan.json, then files/<path> for each file to write."""
+    """The tar scooby-apply reads: plan.json, then files/<path> for each file to write;
+    gzip'd, since plan.json holds the whole new record (every file's sha256)."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
         data = json.dumps(plan_json, sort_keys=True).encode()
         info = tarfile.TarInfo("plan.json")
         info.size = len(data)
