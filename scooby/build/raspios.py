@@ -24,7 +24,7 @@ from scooby.core import layout
 from scooby.core.errors import ScoobyError, error
 from scooby.util import diskimage
 from scooby.util.diskimage import Partition
-from scooby.util.files import DownloadFailed, WrongChecksum, download_verified
+from scooby.util.files import DownloadFailed, WrongChecksum, atomic, download_verified
 
 KERNEL_NAMES = {"kernel8.img": layout.KERNEL, "initramfs8": layout.INITRD}
 FAT_TYPES = {"b", "c", "e", "6", "ef"}
@@ -51,20 +51,21 @@ def _error(message: str) -> ScoobyError:
 
 def unpack(archive: Path, out: Path) -> Path:
     """The raw .img out of a .zip, an .xz, or as it is."""
-    tmp = out.with_name(f".{out.name}.part")
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as z:
-            images = [n for n in z.namelist() if n.endswith(".img")]
-            if len(images) != 1:
-                raise _error(f"{archive.name}: expected one .img in the zip, found {images}")
-            with z.open(images[0]) as src, open(tmp, "wb") as dst:
+    with archive.open("rb") as f:
+        magic = f.read(6)  # not read_bytes(): the archive is gigabytes
+    with atomic(out) as tmp:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                images = [n for n in z.namelist() if n.endswith(".img")]
+                if len(images) != 1:
+                    raise _error(f"{archive.name}: expected one .img in the zip, found {images}")
+                with z.open(images[0]) as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, CHUNK)
+        elif magic == b"\xfd7zXZ\x00":
+            with lzma.open(archive) as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst, CHUNK)
-    elif archive.read_bytes()[:6] == b"\xfd7zXZ\x00":
-        with lzma.open(archive) as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, CHUNK)
-    else:
-        shutil.copyfile(archive, tmp)
-    os.replace(tmp, out)
+        else:
+            shutil.copyfile(archive, tmp)
     return out
 
 
