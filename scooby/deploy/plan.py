@@ -35,6 +35,9 @@ LIVE: tuple[tuple[str, str], ...] = (
 )
 
 
+MANIFESTS = "/var/lib/rancher/k3s/server/manifests/"
+
+
 def live_action(path: str) -> str | None:
     """The action for a live change of `path`, or None when it needs a reboot."""
     for prefix, action in LIVE:
@@ -113,7 +116,8 @@ def describe(p: Plan, host: str) -> list[str]:
     for path in p.write:
         lines.append(f"  write   {path}")
     for path in p.remove:
-        lines.append(f"  remove  {path}")
+        note = "  (and its resources, from K3S)" if path.startswith(MANIFESTS) else ""
+        lines.append(f"  remove  {path}{note}")
     for name in p.agents_added:
         lines.append(f"  agent + {name}  (lease, export, TFTP folder, seed and layer go live)")
     for name in p.agents_removed:

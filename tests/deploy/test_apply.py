@@ -212,6 +212,22 @@ def test_rollback_refuses_a_file_the_last_deploy_did_not_keep(versions):
     assert tree(root) == before
 
 
+def test_a_removed_manifest_takes_its_resources_along(tmp_path):
+    manifest = "server/var/lib/rancher/k3s/server/manifests/hello.yaml"
+    text = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: hello\n"
+    v1 = Version(tmp_path, "v1", {"agents/willow.agent": WILLOW, manifest: text})
+    v2 = Version(tmp_path, "v2", {"agents/willow.agent": WILLOW})
+    root = tmp_path / "master"
+    install(root, v1)
+    done = apply(root, v1, v2)
+    assert done.returncode == 0, done.stderr
+    assert not at(root, "/var/lib/rancher/k3s/server/manifests/hello.yaml").exists()
+    # no K3S runs here: said so, never pretended
+    assert "K3S SKIPPED for /var/lib/rancher/k3s/server/manifests/hello.yaml" in (
+        done.stdout.decode()
+    )
+
+
 def test_a_damaged_stream_changes_nothing(versions):
     root, v1, v2 = versions
     p = plan(v1.record, v2.record)
