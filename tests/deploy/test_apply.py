@@ -212,6 +212,22 @@ def test_rollback_refuses_a_file_the_last_deploy_did_not_keep(versions):
     assert tree(root) == before
 
 
+def test_an_agent_with_a_new_address_and_pxe_id_keeps_its_changes(versions):
+    root, v1, _ = versions
+    moved = WILLOW.replace(".65", ".77").replace("c6811a52", "c6811a99")
+    v2 = Version(root.parent, "moved", {"agents/willow.agent": moved})
+    assert plan(v1.record, v2.record).agents_changed == ["willow"]
+    done = apply(root, v1, v2)
+    assert done.returncode == 0, done.stderr
+    assert not at(root, f"{layout.TFTP_ROOT}/c6811a52").exists()
+    new = at(root, f"{layout.TFTP_ROOT}/c6811a99")
+    assert (new / "cmdline.txt").is_file() and (new / "start4.elf").is_symlink()
+    assert (at(root, layout.AGENT_UPPERS) / "willow" / "kept").read_text() == "mine"
+    log = commands(root)
+    assert log[0] == f"exportfs -u 192.168.64.65:{layout.AGENT_MOUNTS}/willow"
+    assert f"mount {layout.AGENT_MOUNTS}/willow" in log and "exportfs -ra" in log
+
+
 def test_a_removed_manifest_takes_its_resources_along(tmp_path):
     manifest = "server/var/lib/rancher/k3s/server/manifests/hello.yaml"
     text = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: hello\n"
