@@ -30,7 +30,9 @@ from scooby.util import templates
 
 FIRMWARE_DIRS = ("usr/lib/raspi-firmware",)  # Debian's raspi-firmware package
 FIRMWARE_GLOBS = ("bootcode.bin", "start*.elf", "fixup*.dat", "LICENCE.broadcom")
-DTB_GLOB = "usr/lib/linux-image-*/broadcom/bcm27*.dtb"  # Pi 3 (bcm2710/2837), Pi 4 (bcm2711)
+# Every Raspberry Pi tree of the booted kernel, as Debian names them (upstream_kernel=1):
+# bcm2837-rpi-3-b, -3-b-plus, bcm2711-rpi-4-b, -400, -cm4-io, and bcm2712-rpi-5-b on 6.12.
+DTB_GLOB = "usr/lib/linux-image-*/broadcom/bcm2*-rpi-*.dtb"
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@
     agent-base   Debian arm64 root for the agents, its squashfs and boot files   (cached)
     master-base  the agent base + the master's packages                         (cached)
     assemble     master root + boot trees (render output, agent base, TFTP, K3S, release)
+    firmware-view  what the Pi firmware loads, per supported model: every file present
     pack         MBR + FAT + ext4 into images/scooby.img, without loop devices or mounts
 
 A cached stage is reused when the hash of its inputs matches (scooby.cache), so changing
@@ -163,6 +164,7 @@ def image_stages(repo, out, k3s_mode, cluster, rendered: Path, cache, stages: St
                 "",
             ),
         )
+        stages.run("firmware-view", lambda: firmware_stage(cluster, assembled))
         hostname = cluster.master.hostname
         return stages.run(
             "pack",
@@ -172,6 +174,22 @@ def image_stages(repo, out, k3s_mode, cluster, rendered: Path, cache, stages: St
         cache.discard_staging()
         if work.exists():
             shutil.rmtree(work)
+
+
+def firmware_stage(cluster, assembled):
+    """What the Pi firmware loads for each supported model, from the boot partition and from
+    every agent's TFTP folder (scooby.build.firmware): a missing file fails the build here,
+    not on the Pi."""
+    from scooby.build import firmware
+    from scooby.build.assemble import at
+    from scooby.core import layout
+
+    tftp = at(assembled.root, layout.TFTP_ROOT)
+    problems = firmware.check(assembled.boot, tftp, [a.pxe_id for a in cluster.agents])
+    if problems:
+        raise RuntimeError("the Pi firmware would not find every file: " + "; ".join(problems))
+    views = len(firmware.MASTERS) + len(firmware.AGENTS) * len(cluster.agents)
+    return None, False, f"{views} model views, every file present"
 
 
 def agent_stage(base, cache, log, key, rootfs):

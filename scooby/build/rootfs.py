@@ -6,6 +6,8 @@ Both are made by mmdebstrap (arm64, run under qemu-user through binfmt) as tarba
   kernel, Raspberry Pi firmware and ONE initramfs. Package installs don't generate initramfs
   images (update-initramfs is diverted to a no-op while they run: under qemu-user each
   generation took ~16 min with MODULES=most); customize90 makes one with MODULES=list.
+  essential20 diverts raspi-firmware's kernel hook, which would rewrite config.txt and
+  cmdline.txt on every kernel or initramfs update, and installs Scooby's (templates/base/files).
 - master-base: the agent base unpacked and templates/base/packages/master.txt installed on
   top, so the kernel, initramfs and every shared package are installed once, not twice.
 
@@ -56,7 +58,7 @@ def agent_inputs(suite: str, mirror: str) -> dict:
 
 def _base_digest() -> dict[str, str]:
     # hooks/NAME, as when the hooks were under templates/base: cache keys stay the same.
-    base = [BASE_TEMPLATES / "initramfs-tools", BASE_TEMPLATES / "dpkg"]
+    base = [BASE_TEMPLATES / d for d in ("initramfs-tools", "dpkg", "files")]
     return digest_files([HOOKS], HOOKS.parent) | digest_files(base, BASE_TEMPLATES)
 
 
@@ -130,6 +132,7 @@ def agent_base(out: Path, suite: str, mirror: str, debs: Path, log) -> None:
         "--variant=minbase",
         f"--include={','.join(packages('agent'))}",
         f"--essential-hook={HOOKS / 'essential10-defer-initramfs.sh'}",
+        f"--essential-hook={HOOKS / 'essential20-boot-files.sh'}",
         f"--customize-hook={HOOKS / 'customize90-initramfs.sh'}",
         f"--customize-hook={HOOKS / 'customize95-cache-debs.sh'}",
         f"--customize-hook={HOOKS / 'customize80-scrub.sh'}",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -31,10 +33,22 @@ GITHUB_TOKEN = "ghp_scoobyTestTokenMustNeverShip0123456789"
 AWS_SECRET = "scooby/test+AWS+secret+must+never+ship+0123"
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKtestkeyfortheimagetest0000000000000000 test@x"
 FIRMWARE = ("bootcode.bin", "start4.elf", "fixup4.dat", "start.elf", "fixup.dat")
-# local root (SD/USB ext4), NFS root over Pi 3/3B+/4 Ethernet, OverlayFS + squashfs, QEMU virtio
+# The supported models' mainline trees (upstream_kernel=1): boot partition and TFTP.
+PI_DTBS = (
+    "bcm2837-rpi-3-b.dtb",
+    "bcm2837-rpi-3-b-plus.dtb",
+    "bcm2711-rpi-4-b.dtb",
+    "bcm2711-rpi-400.dtb",
+    "bcm2711-rpi-cm4-io.dtb",
+)
+# What each supported model needs on the way to its root (templates/base/initramfs-tools):
+# the Pi 4's SD supplies, the SD hosts, USB mass storage, the built-in Ethernet and its PHYs,
+# the agents' NFS root, OverlayFS and squashfs, and QEMU's virtio.
 MODULES = (
-    "ext4.ko", "sdhci-iproc.ko", "bcm2835.ko", "nfs.ko", "smsc95xx.ko", "lan78xx.ko",
-    "genet.ko", "overlay.ko", "squashfs.ko", "virtio_net.ko", "virtio_blk.ko",
+    "fixed", "gpio-regulator", "sdhci-iproc", "bcm2835",
+    "sd_mod", "usb-storage", "uas", "dwc2", "phy-generic", "xhci-pci", "reset-raspberrypi",
+    "genet", "mdio-bcm-unimac", "broadcom", "smsc95xx", "smsc", "lan78xx", "microchip",
+    "ext4", "nfs", "overlay", "squashfs", "virtio_net", "virtio_blk",
 )  # fmt: skip
 AGENTS = {
     "willow": (
@@ -133,6 +147,9 @@ class Image:
             env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
         ).stdout
 
+    def boot_size(self) -> int:
+        return self.table["partitions"][layout.BOOT_PARTITION - 1]["size"] * 512
+
     def boot_files(self) -> set[str]:
         out = subprocess.check_output(
             ["mdir", "-b", "-/", "-i", f"{self.path}@@{self.boot_offset}", "::"],
@@ -222,15 +239,61 @@ def test_packages_installed(image: Image):
     assert not missing
 
 
-def test_initramfs_has_local_and_nfs_root_modules(image: Image, tmp_path: Path):
+def _module(path: str) -> str:
+    """A module's name from its file (fixed.ko.xz -> fixed); '-' and '_' are the same."""
+    return re.sub(r"\.ko(\.(xz|zst|gz))?$", "", Path(path).name).replace("-", "_")
+
+
+def test_initramfs_has_each_models_root_modules_and_their_dependencies(
+    image: Image, tmp_path: Path
+):
     initrd = tmp_path / "initrd.img"
     initrd.write_bytes(image.boot_read(layout.INITRD))
     listing = subprocess.run(
         f"zstd -dc {initrd} | cpio -t --quiet", shell=True, capture_output=True, text=True
-    ).stdout
-    for module in MODULES:
-        assert f"/{module}" in listing, module
+    ).stdout.splitlines()
+    files = [p for p in listing if re.search(r"\.ko(\.\w+)?$", p)]
+    inside = {_module(p) for p in files}
+    version = files[0].split("/modules/", 1)[1].split("/", 1)[0]
+    # The root's own modules.dep: the whole kernel's dependency graph, not the initrd's.
+    dep = {}
+    for line in image.read(f"/usr/lib/modules/{version}/modules.dep").decode().splitlines():
+        module, _, needs = line.partition(":")
+        dep[_module(module)] = [_module(n) for n in needs.split()]
+    for wanted in MODULES:
+        name = wanted.replace("-", "_")
+        assert name in dep, f"{wanted}: not a module of {version}"
+        assert name in inside, f"{wanted} is not in the initramfs"
+        missing = [d for d in dep[name] if d not in inside]
+        assert not missing, f"{wanted} needs {missing}, which the initramfs lacks"
     assert "scripts/nfs" in listing
+    print(f"initramfs: {len(files)} modules, {initrd.stat().st_size} bytes, kernel {version}")
+
+
+def test_pi_device_trees_in_boot_partition_and_tftp(image: Image):
+    boot = image.boot_files()
+    shared = image.ls(layout.TFTP_BOOT)
+    for dtb in PI_DTBS:
+        assert dtb in boot, dtb
+        assert dtb in shared and shared[dtb] & 0o444 == 0o444, dtb
+        for _mac, _ip, pxe, _uuid in AGENTS.values():
+            assert image.symlink(f"{layout.TFTP_ROOT}/{pxe}/{dtb}") == f"../.boot/{dtb}"
+
+
+def test_firmware_view_of_the_boot_partition(image: Image, tmp_path: Path):
+    from scooby.build import firmware
+
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    subprocess.run(
+        ["mcopy", "-s", "-n", "-i", f"{image.path}@@{image.boot_offset}", "::*", str(boot)],
+        check=True, capture_output=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+    )  # fmt: skip
+    for model in firmware.MASTERS:
+        view = firmware.view(boot, model)
+        assert view.missing == [], model
+        assert view.name("kernel") == layout.KERNEL and view.name("initramfs") == layout.INITRD
+    assert image.boot_size() >= 256 * 2**20
 
 
 def test_tftp_folder_per_pxe_id(image: Image):
@@ -385,3 +448,52 @@ def test_embedded_k3s(built, tmp_path: Path):
     assert "Links: 2" in image.stat(airgap)  # the agents' copy is the same inode
     release = image.read(layout.RELEASE_FILE).decode()
     assert "K3S_MODE=embedded" in release and f"K3S_VERSION={version}" in release
+
+
+def _in_root(root: Path, script: str) -> subprocess.CompletedProcess:
+    """`script` chrooted into an unpacked root (arm64, run by qemu-user), with /proc, /sys
+    and /dev bound in a private mount namespace that goes away with the command."""
+    binds = "".join(f"mount --rbind /{d} {root}/{d}; " for d in ("proc", "sys", "dev"))
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         f"set -e; {binds}chroot {root} sh -c {shlex.quote(script)}"],
+        capture_output=True, text=True, env={**os.environ, "LC_ALL": "C.UTF-8"},
+    )  # fmt: skip
+
+
+def test_kernel_and_initramfs_updates_keep_config_and_cmdline(image: Image, tmp_path: Path):
+    """A kernel or initramfs update on the master, in the image's own root with its boot
+    partition at /boot/firmware: config.txt and cmdline.txt stay byte for byte; the kernel,
+    initrd and device trees follow the update. Then the control: Debian's raspi-firmware
+    hook (kept under its diverted name) does rewrite cmdline.txt."""
+    root = tmp_path / "root"
+    root.mkdir()
+    subprocess.run(
+        ["debugfs", "-R", f"rdump / {root}", f"{image.path}?offset={image.root_offset}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    firmware = root / "boot" / "firmware"
+    firmware.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["mcopy", "-s", "-n", "-i", f"{image.path}@@{image.boot_offset}", "::*", str(firmware)],
+        check=True, capture_output=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+    )  # fmt: skip
+    before = {n: (firmware / n).read_bytes() for n in ("config.txt", "cmdline.txt")}
+    version = next(root.glob("boot/vmlinuz-*")).name.removeprefix("vmlinuz-")
+    for script in (
+        "update-initramfs -u",
+        f"/var/lib/dpkg/info/linux-image-{version}.postinst configure",
+    ):
+        done = _in_root(root, script)
+        assert done.returncode == 0, f"{script}: {done.stdout}{done.stderr}"
+        for name, content in before.items():
+            assert (firmware / name).read_bytes() == content, f"{script} rewrote {name}"
+    kernel = (root / "boot" / f"vmlinuz-{version}").read_bytes()
+    assert (firmware / layout.KERNEL).read_bytes() == kernel
+    initrd = (root / "boot" / f"initrd.img-{version}").read_bytes()
+    assert (firmware / layout.INITRD).read_bytes() == initrd
+    assert not list(firmware.glob("vmlinuz-*")) and not list(firmware.glob("initrd.img-*"))
+    debian = "/usr/share/scooby/raspi-firmware/z50-raspi-firmware.debian"
+    done = _in_root(root, f"DEB_MAINT_PARAMS=configure {debian}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (firmware / "cmdline.txt").read_bytes() != before["cmdline.txt"]
