@@ -94,6 +94,16 @@ def test_day2(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def test_qemu_pi(session: nox.Session) -> None:
+    """Boot the default image's master on QEMU's Raspberry Pi boards with the files the Pi
+    firmware would load (as root; builds the image first): raspi3b from SD and from USB,
+    raspi4b from SD (QEMU >= 9). `pytest -m pi tests/testqemu/test_qemu_pi.py`. For your own
+    image: `scooby test-qemu --board raspi3b|raspi4b`."""
+    _install(session, "test")
+    session.run("pytest", "-m", "pi", "tests/testqemu/test_qemu_pi.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def release(session: nox.Session) -> None:
     """Compress, checksum and publish images/scooby.img: `scooby release` (options after `--`)."""
     _install(session)

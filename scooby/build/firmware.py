@@ -2,10 +2,11 @@
 
 The rules are the Raspberry Pi documentation's, config.txt
 (https://www.raspberrypi.com/documentation/computers/config_txt.html): "Conditional
-filters", and the boot options `kernel`, `arm_64bit`, `initramfs`, `cmdline`, `device_tree`,
-`os_prefix`, `upstream_kernel`, `start_file`/`fixup_file`, `start_x`, `start_debug`,
-`gpu_mem`, `dtoverlay`/`overlay_prefix` and `include`; and raspberrypi/linux issue #3237
-(how upstream_kernel picks the mainline tree names and the upstream/ prefix):
+filters", and the boot options `kernel`, `arm_64bit`, `initramfs`, `auto_initramfs`,
+`cmdline`, `device_tree`, `os_prefix`, `upstream_kernel`, `start_file`/`fixup_file`,
+`start_x`, `start_debug`, `gpu_mem`, `dtoverlay`/`overlay_prefix` and `include`; and
+raspberrypi/linux issue #3237 (how upstream_kernel picks the mainline tree names and the
+upstream/ prefix):
 
 - config.txt is read top to bottom; a `[filter]` line starts a section that applies only
   when the filter matches the board; a model filter replaces the previous one, `[all]`
@@ -25,6 +26,7 @@ name, found); `check()` is the build's: a missing file fails it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,6 +176,12 @@ def view(folder: Path, model_name: str) -> View:
         named.append(("initramfs", s["initramfs"]))
     for purpose, name in named:
         files.append(Loaded(purpose, prefix + name, (folder / prefix / name).is_file()))
+    if not s.get("initramfs") and s.get("auto_initramfs", "0") not in ("0", ""):
+        # kernel8.img -> initramfs8, kernel_2712.img -> initramfs_2712; loaded if it is there
+        name = re.sub(r"^kernel(.*)\.img$", r"initramfs\1", kernel)
+        if name != kernel:
+            found = (folder / prefix / name).is_file()
+            files.append(Loaded("initramfs", prefix + name, found, required=False))
     overlays = s.get("overlay_prefix", "overlays/")
     for name in v.overlays:
         dtbo = f"{prefix}{overlays}{name}.dtbo"

@@ -131,3 +131,16 @@ def test_initramfs_module_list_names_each_models_root_path():
         assert module in listed, module
     conf = (ROOT / "templates/base/initramfs-tools/conf.d/scooby").read_text()
     assert "MODULES=list" in conf
+
+
+def test_raspios_config_takes_initramfs8_only_where_the_image_has_one(tmp_path):
+    config = "[all]\narm_64bit=1\nauto_initramfs=1\nenable_uart=1\n"
+    boot = boot_folder(tmp_path, config)
+    (boot / "kernel8.img").write_bytes(b"")
+    old = firmware.view(boot, "Pi 4B")  # an image without initramfs8 (bullseye and older)
+    assert old.missing == [] and old.name("kernel") == "kernel8.img"
+    assert old.name("initramfs") == "initramfs8"  # looked for, not required
+    (boot / "initramfs8").write_bytes(b"")
+    assert [f.found for f in firmware.view(boot, "Pi 4B").files if f.purpose == "initramfs"] == [
+        True
+    ]

@@ -102,22 +102,32 @@ def test_master_cmdline(out):
 
 def test_master_config_txt(out):
     lines = _read(out, "boot/config.txt").splitlines()
+    # The example's base is Raspberry Pi OS: its own kernel8.img, its initramfs8 only where
+    # the image has one, and its overlays.
     for line in (
         "arm_64bit=1",
-        f"kernel={layout.KERNEL}",
-        f"initramfs {layout.INITRD} followkernel",
+        "auto_initramfs=1",
         "dtoverlay=disable-wifi",
         "dtoverlay=disable-bt",
     ):
         assert line in lines
-    assert "upstream_kernel=1" not in lines  # the example's base is Raspberry Pi OS
+    assert not [n for n in lines if n.startswith(("kernel=", "initramfs "))]
+    assert "upstream_kernel=1" not in lines
 
 
 def test_debian_base_uses_mainline_device_trees(tmp_path):
     repo = write_repo(tmp_path / "repo", {"config": "", "agents/willow.agent": XANDER})
     rendered = render(load_or_raise(repo, environ={}), tmp_path / "out").out
-    assert "upstream_kernel=1" in _read(rendered, "boot/config.txt").splitlines()
-    assert "upstream_kernel=1" in _read(rendered, "master/srv/tftp/a0000001/config.txt")
+    for config in ("boot/config.txt", "master/srv/tftp/a0000001/config.txt"):
+        lines = _read(rendered, config).splitlines()
+        assert "upstream_kernel=1" in lines
+        assert f"kernel={layout.KERNEL}" in lines
+        assert f"initramfs {layout.INITRD} followkernel" in lines
+        assert not [n for n in lines if n.startswith("dtoverlay=")]  # Debian ships none
+    # The header UART is the mini-UART: ttyS1 under Debian's kernel (serial0 is Bluetooth's).
+    for cmdline in ("boot/cmdline.txt", "master/srv/tftp/a0000001/cmdline.txt"):
+        words = _read(rendered, cmdline).split()
+        assert "console=ttyS1,115200" in words and "console=serial0,115200" not in words
 
 
 def test_master_seed(out, bare):
@@ -317,7 +327,7 @@ def test_agent_cmdline(out, agent):
     (ds,) = [w for w in words if w.startswith("ds=")]
     assert ds == f"ds=nocloud-net;s=http://{cluster_ip}:{layout.HTTP_PORT}/{agent}/"
     config = _read(out, f"master/srv/tftp/{AGENTS[agent]}/config.txt").splitlines()
-    assert "arm_64bit=1" in config and f"kernel={layout.KERNEL}" in config
+    assert "arm_64bit=1" in config and "auto_initramfs=1" in config  # Raspberry Pi OS
 
 
 @pytest.mark.parametrize("agent", sorted(AGENTS))
