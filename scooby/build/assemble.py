@@ -97,7 +97,7 @@ def link_or_copy(src: Path, dest: Path) -> None:
         shutil.copy2(src, dest)
 
 
-def release_text(cluster: Cluster, base: str, k3s: K3sPlan) -> str:
+def release_text(cluster: Cluster, base: str, k3s: K3sPlan, archive: str = "") -> str:
     env = templates.environment(TEMPLATES_DIR / "base" / "release")
     return env.get_template("release.j2").render(
         version=cluster.version,
@@ -105,6 +105,7 @@ def release_text(cluster: Cluster, base: str, k3s: K3sPlan) -> str:
         k3s_version=k3s.version if k3s.mode != layout.NO_K3S else "",
         k3s_mode=k3s.mode,
         config_digest=cluster.config_digest,
+        archive=archive,
     )
 
 
@@ -186,7 +187,11 @@ def assemble(
     add_k3s(root, k3s)
     release = at(root, layout.RELEASE_FILE)
     release.parent.mkdir(parents=True, exist_ok=True)
-    release.write_text(release_text(cluster, base, k3s))
+    # customize85-archive.sh left the archive's state (Debian base) beside it: one file.
+    recorded = release.with_name("archive")
+    archive = recorded.read_text().strip() if recorded.is_file() else ""
+    recorded.unlink(missing_ok=True)
+    release.write_text(release_text(cluster, base, k3s, archive))
     release.chmod(0o644)
     write_deploy_record(root, cluster, rendered)
     return Assembled(root, boot)

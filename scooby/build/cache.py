@@ -91,6 +91,8 @@ class Cache:
         for old in (self.root / "stages").glob(f"{stage}-*"):
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
+        if final.exists():  # the same inputs built again (the agent base, for a newer archive)
+            shutil.rmtree(final)
         staging.rename(final)
         return final
 

@@ -193,31 +193,47 @@ def firmware_stage(cluster, assembled):
 
 
 def agent_stage(base, cache, log, key, rootfs):
-    """Debian agent base: rootfs.tar, base.squashfs and boot/ (cached by its inputs)."""
+    """Debian agent base: rootfs.tar, base.squashfs and boot/ (cached by its inputs).
+
+    A cached root is also checked against the archive's current state (its archive.json):
+    when a pocket changed (a security fix) it is rebuilt; offline, it is used as it is.
+    """
+    from scooby.build import archive
     from scooby.build.assemble import debian_boot_files, unpack
     from scooby.build.squashfs import squashfs
 
-    stage_key = key("agent-base", rootfs.agent_inputs(base.suite, base.mirror))
+    lines = archive.sources(base.suite, base.mirror, base.updates_mirror, base.security_mirror)
+    stage_key = key("agent-base", rootfs.agent_inputs(base.suite, lines))
+    current = archive.state(lines)
     hit = cache.lookup("agent-base", stage_key)
     if hit:
-        return (hit, stage_key), True, ""
+        if current is None:
+            return (hit, stage_key), True, "archive unreachable: not checked for updates"
+        if archive.built_from(hit) == current:
+            return (hit, stage_key), True, "archive unchanged"
     tmp = cache.staging("agent-base", stage_key)
-    rootfs.agent_base(tmp / "rootfs.tar", base.suite, base.mirror, cache.debs, log)
+    rootfs.agent_base(tmp / "rootfs.tar", base.suite, lines, cache.debs, log)
+    archive.record(tmp, current)
     tree = tmp / "tree"
     unpack(tmp / "rootfs.tar", tree)
     debian_boot_files(tree, tmp / "boot")
     squashfs(tree, tmp / "base.squashfs", log)
     shutil.rmtree(tree)
-    return (cache.commit("agent-base", stage_key, tmp), stage_key), False, ""
+    note = "archive changed: rebuilt" if hit else ""
+    return (cache.commit("agent-base", stage_key, tmp), stage_key), False, note
 
 
 def master_stage(base, cache, log, key, rootfs, agent_dir, agent_key):
-    stage_key = key("master-base", rootfs.master_inputs(agent_key))
+    from scooby.build import archive
+
+    built = archive.built_from(agent_dir)  # None for a Raspberry Pi OS base
+    stage_key = key("master-base", rootfs.master_inputs(agent_key, built))
     hit = cache.lookup("master-base", stage_key)
     if hit:
         return hit, True, ""
     tmp = cache.staging("master-base", stage_key)
-    suite, mirrors, keyring = base.suite, [base.mirror], None
+    suite, keyring = base.suite, None
+    mirrors = archive.sources(base.suite, base.mirror, base.updates_mirror, base.security_mirror)
     apt = agent_dir / "apt"
     if apt.is_dir():  # a Raspberry Pi OS base: its own suite, sources and keys
         suite = (apt / "suite").read_text().strip()

@@ -45,10 +45,11 @@ def mmdebstrap_version() -> str:
     return done.stdout.strip()
 
 
-def agent_inputs(suite: str, mirror: str) -> dict:
+def agent_inputs(suite: str, mirrors: list[str]) -> dict:
+    """`mirrors`: the suite's, -updates' and -security's `deb` lines (build.archive.sources)."""
     return {
         "suite": suite,
-        "mirror": mirror,
+        "mirrors": mirrors,
         "components": COMPONENTS,
         "packages": packages("agent"),
         "templates": _base_digest(),
@@ -62,8 +63,10 @@ def _base_digest() -> dict[str, str]:
     return digest_files([HOOKS], HOOKS.parent) | digest_files(base, BASE_TEMPLATES)
 
 
-def master_inputs(agent_key: str) -> dict:
-    return {"agent-base": agent_key, "packages": packages("master")}
+def master_inputs(agent_key: str, archive: dict | None) -> dict:
+    """`archive`: the archive state the agent base was built from; a new one (the agent base
+    was rebuilt for a newer archive) installs the master's packages from it too."""
+    return {"agent-base": agent_key, "archive": archive, "packages": packages("master")}
 
 
 def _env(debs: Path) -> dict[str, str]:
@@ -125,20 +128,30 @@ def _run(cmd: list[str], debs: Path, log, **env: str) -> None:
         raise RuntimeError(f"mmdebstrap failed ({returncode}); see the build log")
 
 
-def agent_base(out: Path, suite: str, mirror: str, debs: Path, log) -> None:
+def _snapshot(mirrors: list[str]) -> list[str]:
+    """snapshot.debian.org serves Release files whose Valid-Until has passed: that is the point
+    of a snapshot, so apt is told to accept them (only for such a mirror)."""
+    if any("snapshot.debian.org" in mirror for mirror in mirrors):
+        return ['--aptopt=Acquire::Check-Valid-Until "false"']
+    return []
+
+
+def agent_base(out: Path, suite: str, mirrors: list[str], debs: Path, log) -> None:
     """mmdebstrap the agent base root into the tarball `out`."""
     cmd = [
         *_common(debs),
+        *_snapshot(mirrors),
         "--variant=minbase",
         f"--include={','.join(packages('agent'))}",
         f"--essential-hook={HOOKS / 'essential10-defer-initramfs.sh'}",
         f"--essential-hook={HOOKS / 'essential20-boot-files.sh'}",
         f"--customize-hook={HOOKS / 'customize90-initramfs.sh'}",
         f"--customize-hook={HOOKS / 'customize95-cache-debs.sh'}",
+        f"--customize-hook={HOOKS / 'customize85-archive.sh'}",
         f"--customize-hook={HOOKS / 'customize80-scrub.sh'}",
         suite,
         str(out),
-        mirror,
+        *mirrors,
     ]
     _run(cmd, debs, log)
 
@@ -160,10 +173,12 @@ def master_base(
     cmd = [
         *_common(debs),
         *([f"--keyring={keyring}"] if keyring else []),
+        *_snapshot(mirrors),
         "--variant=custom",
         f"--setup-hook=tar-in {agent_tar} /",
         f"--customize-hook={HOOKS / 'customize10-master-packages.sh'}",
         f"--customize-hook={HOOKS / 'customize95-cache-debs.sh'}",
+        f"--customize-hook={HOOKS / 'customize85-archive.sh'}",
         f"--customize-hook={HOOKS / 'customize80-scrub.sh'}",
         suite,
         str(out),

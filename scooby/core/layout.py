@@ -19,6 +19,7 @@ AGENT_BASE_IMAGE = "/var/lib/scooby/base.squashfs"  # the shared agent root, com
 AGENT_BASE = "/var/lib/scooby/base"  # where that image is mounted: the lowest overlay layer
 TFTP_ROOT = "/srv/tftp"  # bootcode.bin at the top, one folder per PXE ID
 TFTP_BOOT = "/srv/tftp/.boot"  # the agent base's boot files, which the PXE folders link to
+RANCHER_DEVICE = "/dev/disk/scooby-rancher"  # agents: udev's link to the /var/lib/rancher disk
 HTTP_ROOT = "/srv/scooby/seed"  # NAME/{user-data,meta-data}: each agent's cloud-init seed
 RELEASE_FILE = "/etc/scooby/release"  # KEY=VALUE lines, written by build; see below
 

@@ -44,6 +44,8 @@ class Base:
     image_sha256: str  # bare hex, lower case; "" when unset
     suite: str
     mirror: str
+    updates_mirror: str  # "": the same as `mirror`
+    security_mirror: str
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,8 @@ def _load_master(
             _hex(v["LC_IMAGE_SHA"]),
             v["LC_DEBIAN_SUITE"],
             v["LC_DEBIAN_MIRROR"],
+            v["LC_DEBIAN_UPDATES_MIRROR"],
+            v["LC_DEBIAN_SECURITY_MIRROR"],
         ),
         k3s=K3s(
             v["LC_K3S_VERSION"],

@@ -25,7 +25,11 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _MBR_PARTUUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{2}$")
 _SHA256 = re.compile(r"^(sha256:)?[0-9a-fA-F]{64}$")
 _PXE_ID = re.compile(r"^[0-9a-f]{8}$")
-_NETDEV = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+# Every Scooby kernel command line has net.ifnames=0: the kernel's own names (eth0, eth1, ...
+# for wired Ethernet, built-in or USB) are the only ones a device can have.
+_NETDEV = re.compile(r"^eth(0|[1-9][0-9]{0,2})$")
+# Names udev's predictable naming would give (systemd.net-naming-scheme): none exist here.
+_PREDICTABLE = re.compile(r"^(en|wl|ww|sl|ib)[a-z0-9]+$")
 _USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _SSH_KEY = re.compile(
     r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
@@ -79,12 +83,16 @@ FORMATS: dict[str, tuple[Any, str]] = {
         lambda v: bool(_UUID.match(v) or _MBR_PARTUUID.match(v)),
         "a PARTUUID: a GPT UUID or an MBR form like 4f1c2d3e-02",
     ),
+    "partuuid-or-uuid": (
+        lambda v: bool(_UUID.match(v) or _MBR_PARTUUID.match(v)),
+        "a PARTUUID (a GPT UUID or an MBR form like 4f1c2d3e-02) or an ext4 file system UUID",
+    ),
     "sha256": (
         lambda v: bool(_SHA256.match(v)),
         "a sha256 digest (64 hex digits, optionally 'sha256:' first)",
     ),
     "pxe-id": (lambda v: bool(_PXE_ID.match(v)), "8 lower-case hex digits"),
-    "netdev": (lambda v: bool(_NETDEV.match(v)), "a network device name like eth0"),
+    "netdev": (lambda v: bool(_NETDEV.match(v)), "a kernel Ethernet name: eth0, eth1, ..."),
     "username": (lambda v: bool(_USERNAME.match(v)), "a lower-case Unix user name"),
     "ssh-public-key": (
         lambda v: bool(_SSH_KEY.match(v)),
@@ -192,11 +200,22 @@ def _pxe_hint(value: str) -> str:
     return ""
 
 
+def _netdev_hint(value: str) -> str:
+    """end0 (Debian's name for the Pi's own Ethernet) or enx00e04c680001 (a USB adapter) never
+    appear: the image boots with net.ifnames=0, which keeps the kernel's ethN."""
+    if _PREDICTABLE.match(value):
+        return (
+            ": the image boots with net.ifnames=0, so predictable names like this never "
+            "appear; the Pi's own Ethernet is eth0, a USB adapter eth1"
+        )
+    return ""
+
+
 def _message(err: Any, kind: str, key: str) -> str:
     value = err.instance
     if err.validator == "format":
         fmt = err.validator_value.removesuffix("-or-empty")
-        hint = _pxe_hint(value) if fmt == "pxe-id" else ""
+        hint = {"pxe-id": _pxe_hint, "netdev": _netdev_hint}.get(fmt, lambda _: "")(value)
         return f"{value!r} is not {FORMATS[fmt][1]}{hint}"
     if err.validator == "enum":
         allowed = ", ".join(repr(v) for v in err.validator_value if v)

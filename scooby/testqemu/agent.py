@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 import time
+import uuid
 
 from scooby.core import layout
 from scooby.testqemu.phases import Failed
@@ -85,20 +86,23 @@ def agent_root(s, deadline: float) -> str:
     root = check(s.agent_cmd, "findmnt -n -o FSTYPE,SOURCE /", deadline).split()
     if root[:1] != ["nfs"] or root[1:2] != [want]:
         raise Failed(f"/ is {' '.join(root)}, not nfs {want}")
+    return f"/ = nfs {want}; /var/lib/rancher = {rancher_disk(s, deadline, 'PARTUUID')}"
+
+
+def rancher_disk(s, deadline: float, tag: str) -> str:
+    """/var/lib/rancher is the ext4 whose TAG (PARTUUID or UUID) is the agent's value."""
     rancher = s.agent_cmd("findmnt -n -o FSTYPE,SOURCE /var/lib/rancher", 60).stdout.split()
     if rancher[:1] != ["ext4"]:
-        disks = s.agent_cmd("lsblk -n -o NAME,PARTUUID,FSTYPE", 60).stdout
+        disks = s.agent_cmd("lsblk -n -o NAME,PARTUUID,UUID,FSTYPE", 60).stdout
         unit = s.agent_cmd("systemctl status --no-pager -n 5 var-lib-rancher.mount", 60)
         raise Failed(
             f"/var/lib/rancher is {' '.join(rancher) or 'not mounted'}; disks: "
             f"{' '.join(disks.split())}; {' '.join(unit.stdout.split())[-600:]}"
         )
-    partuuid = check(
-        s.agent_cmd, f"lsblk -n -o PARTUUID {shlex.quote(rancher[1])}", deadline
-    ).strip()
-    if partuuid.lower() != s.agent.rancher_partuuid:
-        raise Failed(f"/var/lib/rancher is on PARTUUID {partuuid}")
-    return f"/ = nfs {want}; /var/lib/rancher = ext4 {rancher[1]} PARTUUID={partuuid}"
+    value = check(s.agent_cmd, f"lsblk -n -o {tag} {shlex.quote(rancher[1])}", deadline).strip()
+    if value.lower() != s.agent.rancher_partuuid:
+        raise Failed(f"/var/lib/rancher is on {tag} {value}")
+    return f"ext4 {rancher[1]} {tag}={value}"
 
 
 def agent_write(s, deadline: float) -> str:
@@ -135,6 +139,9 @@ def agent_reset(s, deadline: float) -> str:
 
 
 def agent_reboot(s, deadline: float) -> str:
+    # The agent is off (agent-reset): its disk now carries the value as its file system's
+    # UUID instead, under a random PARTUUID (the original's agent files held that form).
+    tag = "UUID" if disk_by_fs_uuid(s) else "PARTUUID"
     agent_bootrom(s, deadline)
     boot_agent(s, f"{s.agent.name}.console-2.log")
     banner = agent_online(s, deadline, "qemu_start_to_agent_banner_after_reset")
@@ -142,4 +149,16 @@ def agent_reboot(s, deadline: float) -> str:
     gone = s.agent_cmd(f"test ! -e {PROBE}", deadline - time.monotonic())
     if gone.returncode != 0:
         raise Failed(f"{PROBE} survived the reset")
-    return f"{banner}; {PROBE} gone"
+    return f"{banner}; {PROBE} gone; /var/lib/rancher = {rancher_disk(s, deadline, tag)}"
+
+
+def disk_by_fs_uuid(s) -> bool:
+    """Remake the agent's disk with its value as the ext4 UUID. An MBR-style PARTUUID
+    (`xxxxxxxx-NN`) is no file system UUID: that disk stays as it is."""
+    value = s.agent.rancher_partuuid
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    s.qemuvm.scratch_disk(s.work / f"{s.agent.name}-disk.img", str(uuid.uuid4()), fs_uuid=value)
+    return True

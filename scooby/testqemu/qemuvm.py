@@ -107,8 +107,9 @@ def scratch_script(partuuid: str, size: int) -> str:
     return "".join(lines)
 
 
-def scratch_disk(path: Path, partuuid: str, size: int = 512 * MIB) -> Path:
-    """A raw disk file with one empty ext4 partition carrying `partuuid` (no loop device)."""
+def scratch_disk(path: Path, partuuid: str, size: int = 512 * MIB, fs_uuid: str = "") -> Path:
+    """A raw disk file with one empty ext4 partition carrying `partuuid` (no loop device); its
+    file system gets `fs_uuid` when given (an agent names its disk by either)."""
     with path.open("wb") as f:
         f.truncate(size)
     subprocess.run(
@@ -121,8 +122,9 @@ def scratch_disk(path: Path, partuuid: str, size: int = 512 * MIB) -> Path:
     last = diskimage.partitions(path)[-1]
     offset, length = last.offset, last.size
     subprocess.run(
-        ["mke2fs", "-q", "-F", "-t", "ext4", "-E", f"offset={offset}", str(path)]
-        + [f"{length // 1024}k"],
+        ["mke2fs", "-q", "-F", "-t", "ext4", "-E", f"offset={offset}"]
+        + (["-U", fs_uuid] if fs_uuid else [])
+        + [str(path), f"{length // 1024}k"],
         capture_output=True,
         text=True,
         check=True,

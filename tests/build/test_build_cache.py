@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scooby.build import cache, rootfs
+from scooby.build import archive, cache, rootfs
+
+SECURITY = "http://deb.debian.org/debian-security"
 
 
 def test_key_is_stable_and_input_sensitive():
@@ -30,17 +32,35 @@ def test_digest_files_sees_contents_and_exec_bit(tmp_path: Path):
 
 
 def test_base_inputs_cover_what_changes_the_root():
-    inputs = rootfs.agent_inputs("bookworm", "http://deb.debian.org/debian")
+    lines = archive.sources("trixie", "http://deb.debian.org/debian", "", SECURITY)
+    inputs = rootfs.agent_inputs("trixie", lines)
     assert "linux-image-arm64" in inputs["packages"]
     assert "raspi-firmware" in inputs["packages"] and "firmware-brcm80211" in inputs["packages"]
     assert any(k.startswith("hooks/") for k in inputs["templates"])
     assert "initramfs-tools/modules" in inputs["templates"]
-    other = rootfs.agent_inputs(
-        "bookworm", "http://snapshot.debian.org/archive/debian/20250101T000000Z"
-    )
+    assert inputs["mirrors"][2] == f"deb {SECURITY} trixie-security main non-free-firmware"
+    snapshot = "http://snapshot.debian.org/archive/debian/20250101T000000Z"
+    other = rootfs.agent_inputs("trixie", archive.sources("trixie", snapshot, "", SECURITY))
     assert cache.key("agent-base", inputs) != cache.key("agent-base", other)
-    master = rootfs.master_inputs(cache.key("agent-base", inputs))
+    state = {"http://x/dists/trixie-security/InRelease": {"main/binary-arm64/Packages.xz": "a"}}
+    master = rootfs.master_inputs(cache.key("agent-base", inputs), state)
     assert "dnsmasq" in master["packages"] and "nfs-kernel-server" in master["packages"]
+    # A newer archive state under the same agent-base key: the master's packages follow.
+    newer = {"http://x/dists/trixie-security/InRelease": {"main/binary-arm64/Packages.xz": "b"}}
+    assert cache.key("master-base", master) != cache.key(
+        "master-base", rootfs.master_inputs(cache.key("agent-base", inputs), newer)
+    )
+
+
+def test_a_stage_built_again_under_the_same_key_replaces_it(tmp_path: Path):
+    c = cache.Cache(tmp_path / ".cache")
+    first = c.staging("agent-base", "k")
+    (first / "archive.json").write_text("old")
+    c.commit("agent-base", "k", first)
+    again = c.staging("agent-base", "k")
+    (again / "archive.json").write_text("new")
+    final = c.commit("agent-base", "k", again)
+    assert (final / "archive.json").read_text() == "new"
 
 
 def test_commit_replaces_older_outputs_and_discard_cleans(tmp_path: Path):

@@ -40,6 +40,11 @@ FORMATS = {
         ["d5f9e6c2-493c-48da-baf2-0c63dd7a36b1", "4f1c2d3e-02"],
         ["4f1c2d3e-2", "4f1c2d3e", "zzf9e6c2-493c-48da-baf2-0c63dd7a36b1"],
     ),
+    "partuuid-or-uuid": (
+        ["d5f9e6c2-493c-48da-baf2-0c63dd7a36b1", "4f1c2d3e-02"],
+        ["4f1c2d3e", "LABEL=rancher", "/dev/sda1"],
+    ),
+    "netdev": (["eth0", "eth1", "eth10"], ["end0", "enx00e04c680001", "wlan0", "eth01", "lo"]),
     "sha256": (["sha256:" + "a" * 64, "A" * 64], ["a" * 63, "md5:" + "a" * 64]),
     "pxe-id": (["c6811a52"], ["C6811A52", "10000000c6811a52", "c6811a5"]),
     "uri": (["https://example.com/x.img.xz", "file:///srv/x.zip"], ["ftp://x/y", "example.com"]),
@@ -53,6 +58,18 @@ def test_formats(fmt):
     good, bad = FORMATS[fmt]
     assert [v for v in good if not check(v)] == []
     assert [v for v in bad if check(v)] == []
+
+
+@pytest.mark.parametrize("name", ["end0", "enx00e04c680001"])
+def test_a_predictable_interface_name_is_refused_with_what_to_use(name):
+    """Every Scooby cmdline has net.ifnames=0: end0 (Debian's name for the Pi's Ethernet) and
+    enx<MAC> (a USB adapter) never exist; the message says which ethN they are."""
+    (d,) = schema.check("config", {"LC_INTERNAL_DEVICE": name}, "config", {"LC_INTERNAL_DEVICE": 3})
+    assert str(d) == (
+        f"config:3: error: LC_INTERNAL_DEVICE: {name!r} is not a kernel Ethernet name: eth0, "
+        "eth1, ...: the image boots with net.ifnames=0, so predictable names like this never "
+        "appear; the Pi's own Ethernet is eth0, a USB adapter eth1"
+    )
 
 
 def test_unknown_key_gets_a_did_you_mean_hint():

@@ -184,18 +184,19 @@ def test_a_master_without_agents_passes_every_checker(tmp_path: Path) -> None:
 
 
 def test_another_network_shape_passes_every_checker(tmp_path: Path) -> None:
-    """No internal domain, an external one, two DNS servers, other device names, a /16."""
+    """No internal domain, an external one, two DNS servers, other device names (two USB
+    adapters: net.ifnames=0 makes every name ethN), a /16."""
     repo = big_repo(tmp_path / "repo", 3)
     (repo / "config").write_text(
         "LC_HOSTNAME=sunnydale-high\n"
         "LC_PRIMARY_DNS=9.9.9.9\n"
         "LC_SECONDARY_DNS=1.0.0.1\n"
-        "LC_EXTERNAL_DEVICE=end0\n"
+        "LC_EXTERNAL_DEVICE=eth2\n"
         "LC_EXTERNAL_IP=10.20.0.5\n"
         "LC_EXTERNAL_NET=10.20.0.0/24\n"
         "LC_EXTERNAL_GW=10.20.0.1\n"
         "LC_EXTERNAL_DOMAIN=example.org\n"
-        "LC_INTERNAL_DEVICE=enx00e04c680001\n"
+        "LC_INTERNAL_DEVICE=eth3\n"
         "LC_INTERNAL_IP=192.168.0.1\n"
         "LC_INTERNAL_NET=192.168.0.0/16\n"
         "LC_INTERNAL_DOMAIN=\n"
@@ -211,4 +212,4 @@ def test_another_network_shape_passes_every_checker(tmp_path: Path) -> None:
         in (master / "dnsmasq.d/scooby.conf").read_text()
     )
     assert "search example.org" in (master / "resolv.conf").read_text()
-    assert "-A POSTROUTING -o end0 -j MASQUERADE" in (master / "iptables/rules.v4").read_text()
+    assert "-A POSTROUTING -o eth2 -j MASQUERADE" in (master / "iptables/rules.v4").read_text()

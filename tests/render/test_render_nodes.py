@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, write_repo
+from conftest import ROOT, WILLOW, write_repo
 
 from scooby.core import layout
 from scooby.load import schema
@@ -323,7 +323,7 @@ def test_agent_cmdline(out, agent):
     for flag in ("rw", "ip=dhcp", "rootwait", "cgroup_enable=memory", "net.ifnames=0"):
         assert flag in words
     assert not [w for w in words if w.startswith("cgroup_memory")]
-    # bookworm's cloud-init 22.4 fetches an HTTP seed only for nocloud-net; trailing slash.
+    # The original's Raspberry Pi OS base: nocloud-net, which every cloud-init accepts.
     (ds,) = [w for w in words if w.startswith("ds=")]
     assert ds == f"ds=nocloud-net;s=http://{cluster_ip}:{layout.HTTP_PORT}/{agent}/"
     config = _read(out, f"master/srv/tftp/{AGENTS[agent]}/config.txt").splitlines()
@@ -348,27 +348,56 @@ def _fstab(out: Path, agent: str) -> list[list[str]]:
     return [s.split() for s in lines if s.strip() and not s.startswith("#")]
 
 
+@pytest.mark.parametrize(
+    ("config", "ds"),
+    [("", "nocloud"), ("LC_DEBIAN_SUITE=trixie\n", "nocloud"),
+     ("LC_DEBIAN_SUITE=bookworm\n", "nocloud-net")],
+)  # fmt: skip
+def test_the_seed_datasource_is_named_for_the_suites_cloud_init(tmp_path, config, ds):
+    """cloud-init 24.1+ (trixie: 25.1) fetches an HTTP seed for ds=nocloud and deprecates
+    nocloud-net; bookworm's 22.4 fetches one only for nocloud-net."""
+    repo = write_repo(tmp_path / "repo", {"config": config, "agents/willow.agent": WILLOW})
+    out = render(load_or_raise(repo, environ={}), tmp_path / "out").out
+    words = _cmdline(out, "master/srv/tftp/c6811a52/cmdline.txt")
+    assert f"ds={ds};s=http://192.168.64.1:{layout.HTTP_PORT}/willow/" in words
+
+
+def _rancher_rules(out: Path, agent: str) -> list[str]:
+    text = _read(out, f"agents/{agent}/etc/udev/rules.d/61-scooby-rancher.rules")
+    return [s for s in text.splitlines() if s.strip() and not s.startswith("#")]
+
+
 def test_agent_fstab_gpt_form(out):
     entries = _fstab(out, "willow")
     assert entries[0] == ["proc", "/proc", "proc", "defaults", "0", "0"]
     assert entries[1][:3] == ["192.168.64.1:/mnt/scooby/agents/willow", "/", "nfs"]
     assert "vers=3" in entries[1][3].split(",")
     rancher = entries[2]
-    assert rancher[:3] == [
-        "PARTUUID=d5f9e6c2-493c-48da-baf2-0c63dd7a36b1",
-        "/var/lib/rancher",
-        "ext4",
-    ]
-    assert "nofail" in rancher[3].split(",")
+    assert rancher[:3] == [layout.RANCHER_DEVICE, "/var/lib/rancher", "ext4"]
+    options = rancher[3].split(",")
+    assert "nofail" in options and "x-systemd.device-timeout=90s" in options
     # no swap partition given, no swap line; then the kubelet's folders, bound from the disk
     assert [e[:3] for e in entries[3:]] == [
         [source, target, "none"] for target, source in layout.AGENT_LOCAL_BINDS
     ]
 
 
+def test_the_rancher_disk_is_found_by_partuuid_or_file_system_uuid(out):
+    """One udev link for the partition whose PARTUUID or ext4 UUID is the agent's value (the
+    original's agent files held the file system UUID)."""
+    uuid = "d5f9e6c2-493c-48da-baf2-0c63dd7a36b1"
+    link = layout.RANCHER_DEVICE.removeprefix("/dev/")
+    common = 'ACTION!="remove", SUBSYSTEM=="block"'
+    assert _rancher_rules(out, "willow") == [
+        f'{common}, ENV{{ID_PART_ENTRY_UUID}}=="{uuid}", SYMLINK+="{link}"',
+        f'{common}, ENV{{ID_FS_UUID}}=="{uuid}", SYMLINK+="{link}"',
+    ]
+
+
 def test_agent_fstab_mbr_form_and_swap(out):
     entries = _fstab(out, "xander")
-    assert entries[2][:3] == ["PARTUUID=1a2b3c4d-01", "/var/lib/rancher", "ext4"]
+    assert entries[2][:3] == [layout.RANCHER_DEVICE, "/var/lib/rancher", "ext4"]
+    assert 'ENV{ID_PART_ENTRY_UUID}=="1a2b3c4d-01"' in _rancher_rules(out, "xander")[0]
     assert entries[3][:3] == ["PARTUUID=1a2b3c4d-02", "none", "swap"]
 
 

@@ -221,3 +221,49 @@ def test_sigterm_mid_boot_stops_every_vm_and_namespace(built: Built, tmp_path: P
     got = statuses(json.loads((out / "phases.json").read_text()))
     assert got["master-banner"] == ("FAILED", "interrupted (SIGTERM)")
     assert "Linux version" in console.read_text(errors="replace")
+
+
+# The packages whose fixes matter most on a master that is the cluster's Internet gateway
+# (libssl3 on bookworm, libssl3t64 on trixie).
+SECURITY_PACKAGES = {"linux-image-arm64", "openssl", "libssl3", "libssl3t64"}
+
+
+def newest(versions: list[str]) -> str:
+    """The highest Debian version, by dpkg's own ordering."""
+    best = versions[0]
+    for version in versions[1:]:
+        newer = subprocess.run(["dpkg", "--compare-versions", version, "gt", best], check=False)
+        best = version if newer.returncode == 0 else best
+    return best
+
+
+def test_the_image_has_the_kernel_and_openssl_of_the_security_pocket(built: Built) -> None:
+    """The image's kernel and openssl are the newest its own apt sources offer now: read from
+    the Packages indices of the mirrors the build used (the image's /etc/apt/sources.list),
+    the suite, SUITE-updates and SUITE-security. Nothing but Debian's archive is contacted."""
+    from scooby.build import archive
+    from scooby.load import schema
+    from scooby.release.imageinfo import image_release, read_image_file
+
+    suite = schema.properties("config")["LC_DEBIAN_SUITE"]["default"]
+    sources = read_image_file(built.image, "/etc/apt/sources.list").splitlines()
+    lines = [line for line in sources if line.startswith("deb ")]
+    assert [line.split()[2] for line in lines] == [suite, f"{suite}-updates", f"{suite}-security"]
+    offered: dict[str, list[str]] = {}
+    try:
+        for line in lines:
+            index = archive.packages_index(line)
+            for name, found in archive.versions(index, SECURITY_PACKAGES).items():
+                offered.setdefault(name, []).extend(found)
+    except OSError as problem:
+        pytest.skip(f"Debian's archive is unreachable, so the pockets can't be compared: {problem}")
+    status = read_image_file(built.image, "/var/lib/dpkg/status")
+    installed = {n: v[0] for n, v in archive.versions(status, SECURITY_PACKAGES).items()}
+    assert "linux-image-arm64" in installed and "openssl" in installed, installed
+    for name, version in installed.items():
+        assert version == newest(offered[name]), (name, version, sorted(offered[name]))
+    # /etc/scooby/release names the state of each pocket the image was built from.
+    recorded = image_release(built.image)["ARCHIVE"].split(",")
+    assert sorted(entry.split("@")[0] for entry in recorded) == sorted(
+        line.split()[2] for line in lines
+    )

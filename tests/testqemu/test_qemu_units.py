@@ -207,6 +207,25 @@ def test_the_scratch_disk_carries_the_partuuid_and_an_ext4(tmp_path: Path, partu
     assert probe.stdout.strip() == "ext4"
 
 
+def test_the_scratch_disk_can_carry_the_value_as_its_file_systems_uuid(tmp_path: Path) -> None:
+    """agent-reboot's disk: the agent's value as the ext4 UUID (the original's agent files),
+    under another PARTUUID."""
+    value = "d5f9e6c2-493c-48da-baf2-0c63dd7a36b1"
+    other = "0b7e4a8e-8a3c-4d55-9f0e-3c1b2a4d5e6f"
+    disk = qemuvm.scratch_disk(tmp_path / "disk.img", other, 64 * qemuvm.MIB, fs_uuid=value)
+    table = json.loads(subprocess.run(["sfdisk", "-J", str(disk)], capture_output=True,
+                                      text=True, check=True).stdout)["partitiontable"]  # fmt: skip
+    last = table["partitions"][-1]
+    assert last["uuid"].lower() == other
+    probe = subprocess.run(
+        ["blkid", "-p", "-O", str(last["start"] * 512), "-s", "UUID", "-o", "value", str(disk)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.strip() == value
+
+
 # -- the master's external side ----------------------------------------------------------------
 
 
