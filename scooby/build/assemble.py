@@ -84,8 +84,29 @@ def _copy(src: Path, dest: Path) -> str:
 
 
 def merge(src: Path, dest: Path) -> None:
-    """Copy a tree over another, keeping modes (render sets the executable bits)."""
-    shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True, copy_function=shutil.copy2)
+    """Copy a rendered tree over a root: files with the modes render gave them (0644, or 0755
+    for an executable from git); a folder the root already has keeps its mode and owner
+    (/tmp 1777, /root 0700), whatever server/ holds; a new folder is 0755 whatever the umask.
+    A link in the root is replaced, never written through (it may point at the build host)."""
+    top = dest.resolve()
+    for here, dirs, files in os.walk(src):
+        rel = Path(here).relative_to(src)
+        folder = dest / rel
+        if not folder.is_dir():
+            if folder.is_symlink() or folder.exists():
+                folder.unlink()
+            folder.mkdir()
+            folder.chmod(0o755)
+        elif folder.resolve() != top and top not in folder.resolve().parents:
+            raise RuntimeError(f"{folder} leads out of the image's root")
+        for name in files:
+            target = folder / name
+            if target.is_dir() and not target.is_symlink():
+                raise RuntimeError(f"{target} is a folder in the base; render made it a file")
+            if target.is_symlink() or target.is_file():
+                target.unlink()
+            shutil.copy2(Path(here, name), target, follow_symlinks=False)
+        dirs.sort()
 
 
 def link_or_copy(src: Path, dest: Path) -> None:

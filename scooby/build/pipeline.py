@@ -99,8 +99,11 @@ def build(repo: Path, out: Path, k3s_mode: str, clean: bool, console, log):
     stages = Stages(console, log)
 
     def do_render():
+        from scooby.render import checks
+
         cluster = validated(repo)
-        rendered = render(cluster, repo / "build" / "render")
+        # The same daemon checks as `scooby render`: an image never ships a rejected config.
+        rendered = render(cluster, repo / "build" / "render", check=checks.check)
         for d in rendered.diagnostics:
             console.print(str(d))
         return (cluster, rendered), False, f"{len(rendered.files)} files"

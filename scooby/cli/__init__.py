@@ -16,6 +16,7 @@ from pathlib import Path
 
 from scooby import __version__
 from scooby.core.errors import ScoobyError
+from scooby.core.redact import redact, shown
 
 # command name -> module; the order is the data flow's.
 COMMANDS = {
@@ -55,7 +56,11 @@ def report(err: ScoobyError) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)  # imports every command: Ctrl-C may land here
+    except KeyboardInterrupt:
+        print("scooby: interrupted", file=sys.stderr)
+        return 130
     if not args.repo.is_dir():
         print(f"scooby: error: --repo {args.repo}: not a directory", file=sys.stderr)
         return 2
@@ -70,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug in scooby, not the user's input: still one clean line
         if os.environ.get("SCOOBY_DEBUG"):
             raise
+        what = redact(f"{type(exc).__name__}: {shown(str(exc), 300)}").replace("\n", "\\n")
         print(
-            f"scooby: internal error: {type(exc).__name__}: {exc} "
+            f"scooby: internal error: {what} "
             "(rerun with SCOOBY_DEBUG=1 for a traceback, and please report it)",
             file=sys.stderr,
         )

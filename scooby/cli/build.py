@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     repo = args.repo.resolve()
     out = (args.out or repo / IMAGE).resolve()
+    # What the image holds must not depend on the caller's umask (000 made / and /etc 0777).
+    os.umask(0o022)
     console = Console(stderr=True)
     logfile = repo / "build" / "build.log"
     logfile.parent.mkdir(parents=True, exist_ok=True)

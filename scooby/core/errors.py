@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from scooby.core.redact import redact
+
 Severity = Literal["error", "warning"]
 
 
@@ -22,8 +24,10 @@ class Diagnostic:
             where = f"{where}:{self.line}"
         what = f"{self.key}: {self.message}" if self.key else self.message
         # One line per problem, whatever a user's file put in a name or value.
-        line = f"{where}: {self.severity}: {what}"
-        return line.replace("\r", "\\r").replace("\n", "\\n")
+        line = redact(f"{where}: {self.severity}: {what}")
+        line = line.replace("\r", "\\r").replace("\n", "\\n")
+        # A file name that is not UTF-8 still prints (escaped), never raises.
+        return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def error(path: str, line: int | None, message: str, key: str | None = None) -> Diagnostic:

@@ -30,6 +30,11 @@ def config_digest(repo: Path) -> str:
     for rel in inputs(repo):
         path = repo / rel
         # A symlink is an input by its target's name (what git commits), not what it points to.
-        data = os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
+        # Anything else that is not a regular file (a FIFO: reading it would hang) is refused
+        # by load; it never gets here with a cluster, but is never opened either.
+        if path.is_symlink():
+            data = os.readlink(path).encode()
+        else:
+            data = path.read_bytes() if path.is_file() else b""
         outer.update(rel.encode() + b"\0" + hashlib.sha256(data).hexdigest().encode() + b"\n")
     return outer.hexdigest()

@@ -27,6 +27,7 @@ from scooby.core.model import (
     Secrets,
     Source,
 )
+from scooby.core.redact import shown
 from scooby.load import digest, envfile, schema
 from scooby.load.files import (  # noqa: F401 (CONFIG, SERVER, ...: read by validate and render)
     AGENT_SUFFIX,
@@ -54,6 +55,10 @@ class Loaded:
     # the cross-file rules still report everything in one run.
     master: Master | None = None
     agents: tuple[Agent, ...] = ()  # sorted by name
+    # Agent files with problems, each field that failed its schema set to None: left out of
+    # the cluster, but the cross-file rules still check their good fields in the same run.
+    partial: tuple[Agent, ...] = ()
+    config_source: Source | None = None  # where `config` values came from (lines)
 
 
 def load(repo: Path, environ: dict[str, str] | None = None) -> Loaded:
@@ -61,10 +66,12 @@ def load(repo: Path, environ: dict[str, str] | None = None) -> Loaded:
     environ = dict(os.environ) if environ is None else environ
     problems: list[Diagnostic] = []
     config: dict[str, str] = {}
-    master = _load_master(repo, problems, config)
+    sources: list[Source] = []
+    master = _load_master(repo, problems, config, sources)
     secrets = _load_secrets(repo, environ, problems)
-    agents = _load_agents(repo, problems)
-    found = server_files(repo)
+    partial: list[Agent] = []
+    agents = _load_agents(repo, problems, partial)
+    found = server_files(repo, problems)
     cluster = None
     agents = sorted(agents, key=lambda a: a.name)
     if master is not None and secrets is not None:
@@ -77,7 +84,15 @@ def load(repo: Path, environ: dict[str, str] | None = None) -> Loaded:
             version=git.describe(repo),
             config_digest=digest.config_digest(repo),
         )
-    return Loaded(cluster, tuple(problems), MappingProxyType(config), master, tuple(agents))
+    return Loaded(
+        cluster,
+        tuple(problems),
+        MappingProxyType(config),
+        master,
+        tuple(agents),
+        tuple(sorted(partial, key=lambda a: a.name)),
+        sources[0] if sources else None,
+    )
 
 
 def written(repo: Path, rel: str) -> dict[str, str]:
@@ -87,7 +102,7 @@ def written(repo: Path, rel: str) -> dict[str, str]:
     path = repo / rel
     if not path.is_file():
         return {}
-    parsed, _ = envfile.load(path, repo)
+    parsed, _ = envfile.load(path, repo, secret=rel == ENV)  # .env: may be a link
     return parsed.values()
 
 
@@ -99,34 +114,55 @@ def load_or_raise(repo: Path, environ: dict[str, str] | None = None) -> Cluster:
 
 
 def _read(
-    repo: Path, rel: str, kind: str, problems: list[Diagnostic]
+    repo: Path, rel: str, kind: str, problems: list[Diagnostic], partial: list | None = None
 ) -> tuple[dict[str, str], Source] | None:
-    """Parse and schema-check one file; the values with schema defaults filled in."""
+    """Parse and schema-check one file; the values with schema defaults filled in.
+
+    On a problem: None, and into `partial` (if given) the values that did pass, keys
+    that failed left out, so later rules can still check the rest of the file."""
     path = repo / rel
-    if path.exists():
-        parsed, found = envfile.load(path, repo)
+    if os.path.lexists(path):
+        parsed, found = envfile.load(path, repo, secret=kind == "env")
         if not parsed.readable:  # missing-key errors would only repeat "not a text file"
             problems.extend(found)
             return None
         values, lines = parsed.values(), parsed.lines()
     else:
         found, values, lines = [], {}, {}
-    found += schema.check(kind, values, rel, lines)
+    checked = schema.check(kind, values, rel, lines)
+    found += checked
     problems.extend(found)
+    src = Source(rel, MappingProxyType(lines))
     if errors_only(found):
+        if partial is not None:
+            bad = {d.key for d in checked}
+            good = {k: v for k, v in values.items() if k not in bad}
+            defaults = {k: d for k, d in schema.defaults(kind).items() if k not in bad}
+            partial.append(({**defaults, **good}, src))
         return None
-    return {**schema.defaults(kind), **values}, Source(rel, MappingProxyType(lines))
+    return {**schema.defaults(kind), **values}, src
 
 
 def _load_master(
-    repo: Path, problems: list[Diagnostic], config: dict[str, str] | None = None
+    repo: Path,
+    problems: list[Diagnostic],
+    config: dict[str, str] | None = None,
+    sources: list[Source] | None = None,
 ) -> Master | None:
-    read = _read(repo, CONFIG, "config", problems)
+    partial: list = []
+    read = _read(repo, CONFIG, "config", problems, partial)
     if read is None:
+        if partial and config is not None:  # the good keys, for the cross-file rules
+            v, src = partial[0]
+            config.update(v)
+            if sources is not None:
+                sources.append(src)
         return None
     v, src = read
     if config is not None:
         config.update(v)
+    if sources is not None:
+        sources.append(src)
     ext_net, int_net = v["LC_EXTERNAL_NET"], v["LC_INTERNAL_NET"]
     base_kind = v["LC_BASE"] or ("raspios" if v["LC_IMAGE_HREF"] else "debian")
     if base_kind == "raspios" and not (v["LC_IMAGE_HREF"] and v["LC_IMAGE_SHA"]):
@@ -213,8 +249,40 @@ def _load_secrets(
     return Secrets(v["LC_DEFAULT_USER"], v["LC_SSH_AUTH_KEY"], v["LC_PACKER_GITHUB_API_TOKEN"], src)
 
 
-def _load_agents(repo: Path, problems: list[Diagnostic]) -> list[Agent]:
+def _agent(name: str, v: dict[str, str], src: Source, problems: list[Diagnostic]) -> Agent | None:
+    """An Agent from schema-checked values; a key missing from `v` (it failed) gives None."""
+    args: tuple[str, ...] | None = None
+    if "AGENT_K3S_ARGS" in v:
+        try:
+            args = tuple(shlex.split(v["AGENT_K3S_ARGS"]))
+        except ValueError as exc:
+            problems.append(
+                error(
+                    src.path,
+                    src.line("AGENT_K3S_ARGS"),
+                    f"does not parse as shell words: {exc}",
+                    "AGENT_K3S_ARGS",
+                )
+            )
+    low = lambda k: v[k].lower() if k in v else None  # noqa: E731
+    return Agent(
+        name=name,
+        mac=low("AGENT_ETHERNET"),
+        ip=IPv4Address(v["AGENT_IP"]) if "AGENT_IP" in v else None,
+        rancher_partuuid=low("AGENT_RANCHER_PART_UUID"),
+        swap_partuuid=low("AGENT_SWAP_PART_UUID"),
+        pxe_id=v.get("AGENT_PXE_ID"),
+        k3s_args=args,
+        source=src,
+    )  # type: ignore[arg-type]
+
+
+def _load_agents(
+    repo: Path, problems: list[Diagnostic], partial: list[Agent] | None = None
+) -> list[Agent]:
     agents = []
+    if (repo / AGENTS).is_symlink():
+        problems.append(error(AGENTS, None, "must be a folder, not a link"))
     for path in agent_files(repo):
         rel = path.relative_to(repo).as_posix()
         name = path.name.removesuffix(AGENT_SUFFIX)
@@ -223,37 +291,22 @@ def _load_agents(repo: Path, problems: list[Diagnostic]) -> list[Agent]:
                 error(
                     rel,
                     None,
-                    f"file name {name!r} is not a valid agent hostname: "
+                    f"file name {shown(name)} is not a valid agent hostname: "
                     f"use {schema.FORMATS['hostname'][1]}",
                 )
             )
             continue
-        read = _read(repo, rel, "agent", problems)
+        halves: list = []
+        read = _read(repo, rel, "agent", problems, halves)
         if read is None:
+            if halves and partial is not None:
+                partial.append(_agent(name, *halves[0], []))
             continue
-        v, src = read
-        try:
-            args = tuple(shlex.split(v["AGENT_K3S_ARGS"]))
-        except ValueError as exc:
-            problems.append(
-                error(
-                    rel,
-                    src.line("AGENT_K3S_ARGS"),
-                    f"does not parse as shell words: {exc}",
-                    "AGENT_K3S_ARGS",
-                )
-            )
+        before = len(problems)
+        agent = _agent(name, *read, problems)
+        if len(problems) > before:  # its K3S arguments do not parse
+            if partial is not None:
+                partial.append(agent)
             continue
-        agents.append(
-            Agent(
-                name=name,
-                mac=v["AGENT_ETHERNET"].lower(),
-                ip=IPv4Address(v["AGENT_IP"]),
-                rancher_partuuid=v["AGENT_RANCHER_PART_UUID"].lower(),
-                swap_partuuid=v["AGENT_SWAP_PART_UUID"].lower(),
-                pxe_id=v["AGENT_PXE_ID"],
-                k3s_args=args,
-                source=src,
-            )
-        )
+        agents.append(agent)
     return agents

@@ -15,26 +15,33 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from scooby.core.errors import Diagnostic, error
 from scooby.core.paths import SCHEMAS_DIR
+from scooby.core.patterns import fullmatch, validator_class
+from scooby.core.redact import shown
 
 KINDS = ("config", "agent", "env")
 
-_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
-_MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_MBR_PARTUUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{2}$")
-_SHA256 = re.compile(r"^(sha256:)?[0-9a-fA-F]{64}$")
-_PXE_ID = re.compile(r"^[0-9a-f]{8}$")
+# Whole-value patterns: applied with patterns.fullmatch only (never `^...$` with .match).
+_HOSTNAME = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN = rf"{_HOSTNAME}(\.{_HOSTNAME})*"
+_MAC = r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}"
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_MBR_PARTUUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{2}"
+_SHA256 = r"(sha256:)?[0-9a-fA-F]{64}"
+_PXE_ID = r"[0-9a-f]{8}"
 # Every Scooby kernel command line has net.ifnames=0: the kernel's own names (eth0, eth1, ...
-# for wired Ethernet, built-in or USB) are the only ones a device can have.
-_NETDEV = re.compile(r"^eth(0|[1-9][0-9]{0,2})$")
+# for wired Ethernet, built-in or USB) are the only ones a device can have (so never lo,
+# '.' or '..').
+_NETDEV = r"eth(0|[1-9][0-9]{0,2})"
 # Names udev's predictable naming would give (systemd.net-naming-scheme): none exist here.
-_PREDICTABLE = re.compile(r"^(en|wl|ww|sl|ib)[a-z0-9]+$")
-_USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_SSH_KEY = re.compile(
-    r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
-    r" [A-Za-z0-9+/]+=* ?.*$"
+_PREDICTABLE = r"(en|wl|ww|sl|ib)[a-z0-9]+"
+_USERNAME = r"[a-z_][a-z0-9_-]{0,31}"
+_SSH_KEY = (
+    r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
+    r" [A-Za-z0-9+/]+=*( [^\x00-\x1f\x7f]*)?"
 )
+# Every KEY=VALUE value lands on one line of some file (a unit, an fstab, apt's sources):
+# a control character (a newline above all) would split it or change what it means.
+CONTROL = r"[\x00-\x08\x0a-\x1f\x7f]"
 
 
 def _ipv4(v: str) -> bool:
@@ -56,6 +63,8 @@ def _ipv4_network(v: str) -> bool:
 
 
 def _uri(v: str) -> bool:
+    if any(c.isspace() for c in v):  # one word in apt's sources and in every message
+        return False
     u = urlparse(v)
     return u.scheme in ("http", "https", "file") and bool(u.netloc or u.scheme == "file")
 
@@ -73,14 +82,14 @@ FORMATS: dict[str, tuple[Any, str]] = {
         "an IPv4 network in CIDR form with no host bits set, e.g. 192.168.64.0/24",
     ),
     "hostname": (
-        lambda v: bool(_HOSTNAME.match(v)),
+        lambda v: fullmatch(_HOSTNAME, v),
         "a lower-case RFC 1123 hostname (a-z, 0-9, '-', at most 63)",
     ),
-    "domain": (lambda v: bool(_DOMAIN.match(v)) and len(v) <= 253, "a lower-case DNS domain"),
-    "mac": (lambda v: bool(_MAC.match(v)), "a MAC address like b8:27:eb:81:1a:52"),
-    "uuid": (lambda v: bool(_UUID.match(v)), "a UUID"),
+    "domain": (lambda v: fullmatch(_DOMAIN, v) and len(v) <= 253, "a lower-case DNS domain"),
+    "mac": (lambda v: fullmatch(_MAC, v), "a MAC address like b8:27:eb:81:1a:52"),
+    "uuid": (lambda v: fullmatch(_UUID, v), "a UUID"),
     "partuuid": (
-        lambda v: bool(_UUID.match(v) or _MBR_PARTUUID.match(v)),
+        lambda v: bool(fullmatch(_UUID, v) or fullmatch(_MBR_PARTUUID, v)),
         "a PARTUUID: a GPT UUID or an MBR form like 4f1c2d3e-02",
     ),
     "partuuid-or-uuid": (
@@ -88,14 +97,14 @@ FORMATS: dict[str, tuple[Any, str]] = {
         "a PARTUUID (a GPT UUID or an MBR form like 4f1c2d3e-02) or an ext4 file system UUID",
     ),
     "sha256": (
-        lambda v: bool(_SHA256.match(v)),
+        lambda v: fullmatch(_SHA256, v),
         "a sha256 digest (64 hex digits, optionally 'sha256:' first)",
     ),
-    "pxe-id": (lambda v: bool(_PXE_ID.match(v)), "8 lower-case hex digits"),
-    "netdev": (lambda v: bool(_NETDEV.match(v)), "a kernel Ethernet name: eth0, eth1, ..."),
-    "username": (lambda v: bool(_USERNAME.match(v)), "a lower-case Unix user name"),
+    "pxe-id": (lambda v: fullmatch(_PXE_ID, v), "8 lower-case hex digits"),
+    "netdev": (lambda v: fullmatch(_NETDEV, v), "a kernel Ethernet name: eth0, eth1, ..."),
+    "username": (lambda v: fullmatch(_USERNAME, v), "a lower-case Unix user name"),
     "ssh-public-key": (
-        lambda v: bool(_SSH_KEY.match(v)),
+        lambda v: fullmatch(_SSH_KEY, v),
         "an SSH public key line like 'ssh-ed25519 AAAA... me@host'",
     ),
     "uri": (_uri, "an http(s):// or file:// URL"),
@@ -120,7 +129,7 @@ def schema(kind: str) -> dict[str, Any]:
 
 @cache
 def _validator(kind: str) -> Draft202012Validator:
-    return Draft202012Validator(schema(kind), format_checker=_checker())
+    return validator_class(Draft202012Validator)(schema(kind), format_checker=_checker())
 
 
 def properties(kind: str) -> dict[str, dict[str, Any]]:
@@ -147,12 +156,31 @@ def suggest(key: str, candidates: list[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
+MAX_ERRORS_PER_FILE = 20  # beyond this the first ones are the ones to fix
+
+
+def secret(kind: str, key: str) -> bool:
+    """A key whose value no message may show (`writeOnly` in its schema)."""
+    return bool(properties(kind).get(key, {}).get("writeOnly"))
+
+
 def check(
     kind: str, values: Mapping[str, str], path: str, lines: Mapping[str, int]
 ) -> list[Diagnostic]:
     """Validate one file's KEY=VALUE mapping against its schema; one diagnostic per problem."""
     known = list(properties(kind))
     out: list[Diagnostic] = []
+    controlled = {k for k, v in values.items() if isinstance(v, str) and re.search(CONTROL, v)}
+    for key in sorted(controlled, key=lambda k: lines.get(k, 0)):
+        out.append(
+            error(
+                path,
+                lines.get(key),
+                "contains a line break or another control character: every value must be "
+                "one line of plain text",
+                key,
+            )
+        )
     for err in _validator(kind).iter_errors(dict(values)):
         if err.validator == "additionalProperties":
             for key in sorted(set(values) - set(known), key=lambda k: lines.get(k, 0)):
@@ -169,10 +197,20 @@ def check(
             )
         elif err.path:
             key = str(err.path[0])
-            out.append(error(path, lines.get(key), _message(err, kind, key), key))
+            if key not in controlled:
+                out.append(error(path, lines.get(key), _message(err, kind, key), key))
         else:  # pragma: no cover - the schemas have no other top-level rules
             out.append(error(path, None, err.message))
-    return sorted(out, key=lambda d: (d.line or 0, d.key or ""))
+    return capped(sorted(out, key=lambda d: (d.line or 0, d.key or "")), path)
+
+
+def capped(
+    found: list[Diagnostic], path: str, limit: int = MAX_ERRORS_PER_FILE
+) -> list[Diagnostic]:
+    """The first `limit` problems of one file and a line saying how many more there are."""
+    if len(found) <= limit:
+        return found
+    return [*found[:limit], error(path, None, f"{len(found) - limit} more problem(s) not shown")]
 
 
 # Where each kind's keys live, for "this key belongs elsewhere" hints.
@@ -203,7 +241,7 @@ def _pxe_hint(value: str) -> str:
 def _netdev_hint(value: str) -> str:
     """end0 (Debian's name for the Pi's own Ethernet) or enx00e04c680001 (a USB adapter) never
     appear: the image boots with net.ifnames=0, which keeps the kernel's ethN."""
-    if _PREDICTABLE.match(value):
+    if fullmatch(_PREDICTABLE, value):
         return (
             ": the image boots with net.ifnames=0, so predictable names like this never "
             "appear; the Pi's own Ethernet is eth0, a USB adapter eth1"
@@ -212,14 +250,15 @@ def _netdev_hint(value: str) -> str:
 
 
 def _message(err: Any, kind: str, key: str) -> str:
-    value = err.instance
+    # A secret's value is never shown; anything else is cut to a few dozen characters.
+    value = "the value" if secret(kind, key) else shown(err.instance)
     if err.validator == "format":
         fmt = err.validator_value.removesuffix("-or-empty")
-        hint = {"pxe-id": _pxe_hint, "netdev": _netdev_hint}.get(fmt, lambda _: "")(value)
-        return f"{value!r} is not {FORMATS[fmt][1]}{hint}"
+        hint = {"pxe-id": _pxe_hint, "netdev": _netdev_hint}.get(fmt, lambda _: "")(err.instance)
+        return f"{value} is not {FORMATS[fmt][1]}{hint}"
     if err.validator == "enum":
         allowed = ", ".join(repr(v) for v in err.validator_value if v)
-        return f"{value!r} is not one of {allowed}"
+        return f"{value} is not one of {allowed}"
     if err.validator == "pattern":
-        return f"{value!r} is not valid: {properties(kind)[key]['description']}"
-    return err.message
+        return f"{value} is not valid: {properties(kind)[key]['description']}"
+    return f"{value}: {err.validator} {err.validator_value!r} not met"

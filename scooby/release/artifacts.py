@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -303,22 +304,41 @@ def make(
     )
 
 
+def plain_name(name: str) -> bool:
+    """A file directly in DIST: no folder part, not hidden, no control characters."""
+    return (
+        bool(name)
+        and name == Path(name).name
+        and "\\" not in name
+        and not name.startswith(".")
+        and not any(ord(c) < 32 or ord(c) == 127 for c in name)
+    )
+
+
 def from_dist(dist: Path) -> Release:
     """The artifacts an earlier `scooby release` left in DIST, each checked against SHA256SUMS:
     what a CI job with write access publishes, without building or compressing anything."""
     where = os.path.relpath(dist / SUMS_FILE)
     try:
         data = json.loads((dist / MANIFEST_FILE).read_text())
-        listed = [line.split("  ", 1) for line in (dist / SUMS_FILE).read_text().splitlines()]
+        lines = (dist / SUMS_FILE).read_text().splitlines()
     except (OSError, ValueError) as exc:
         raise ScoobyError(
             error(where, None, f"no release here ({exc}): run `scooby release --dry-run` first")
         ) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("version"), str):
+        raise ScoobyError(error(os.path.relpath(dist / MANIFEST_FILE), None, "has no version"))
     split_parts = "reassemble" in data
     problems, files = [], []
-    for sha, name in listed:
+    for number, line in enumerate(lines, start=1):
+        sha, _, name = line.partition("  ")
+        if not plain_name(name) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+            problems.append(
+                error(where, number, "not 'SHA256  NAME' with NAME a plain file name in DIST")
+            )
+            continue
         path = dist / name
-        if not path.is_file() or sha256_file(path) != sha:
+        if path.is_symlink() or not path.is_file() or sha256_file(path) != sha:
             problems.append(error(where, None, "missing or changed since it was listed", name))
             continue
         kind = _kind(name)

@@ -22,6 +22,7 @@ import json
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -88,7 +89,53 @@ def target(
         return None, "GitHub: skipped: no GITHUB_REPOSITORY and no github.com remote 'origin'"
     api = environ.get("SCOOBY_GITHUB_API") or environ.get("GITHUB_API_URL") or API
     server = environ.get("GITHUB_SERVER_URL") or SERVER
+    if not safe_url(api):
+        raise ScoobyError(
+            Diagnostic(
+                "",
+                None,
+                f"GitHub: the API URL {api!r} is not https:// (http:// only to this machine's "
+                "loopback, for a local test server): the token would cross the network in clear",
+            )
+        )
     return Target(found, tag, token, api.rstrip("/"), server.rstrip("/")), ""
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def safe_url(url: str) -> bool:
+    """https, or http to loopback only (a test server on this machine)."""
+    u = urllib.parse.urlsplit(url)
+    return bool(u.hostname) and (
+        u.scheme == "https" or (u.scheme == "http" and u.hostname in LOOPBACK)
+    )
+
+
+def _origin(url: str) -> tuple[str, str]:
+    u = urllib.parse.urlsplit(url)
+    return u.scheme, u.netloc.lower()
+
+
+class _TokenStaysHome(urllib.request.HTTPRedirectHandler):
+    """Redirects keep the token only to the same scheme and host; to any other host it is
+    dropped (urllib would forward the Authorization header), and https never turns http."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is None:
+            return None
+        if not safe_url(new.full_url) or _origin(new.full_url)[0] != _origin(req.full_url)[0]:
+            raise urllib.error.HTTPError(newurl, code, f"refused redirect to {newurl}", headers, fp)
+        if _origin(new.full_url) != _origin(req.full_url):
+            for name in list(new.headers):
+                if name.lower() == "authorization":
+                    del new.headers[name]
+            new.unredirected_hdrs.pop("Authorization", None)
+        return new
+
+
+_OPENER = urllib.request.build_opener(_TokenStaysHome)
 
 
 class _Body:
@@ -131,6 +178,8 @@ class Client:
         """One API call with retries on 5xx and connection errors; (status, parsed JSON)."""
         if not url.startswith("http"):
             url = self.target.api + url
+        if not safe_url(url):  # an upload_url the API handed back, say
+            raise ScoobyError(Diagnostic("", None, f"GitHub: refused a non-https URL {url!r}"))
         for attempt in range(RETRIES + 1):
             headers = self._headers()
             data = None
@@ -144,7 +193,7 @@ class Client:
                 headers["Content-Length"] = str(path.stat().st_size)
             request = urllib.request.Request(url, data=data, headers=headers, method=method)
             try:
-                with urllib.request.urlopen(request, timeout=600) as response:
+                with _OPENER.open(request, timeout=600) as response:
                     status, text = response.status, response.read()
             except urllib.error.HTTPError as exc:
                 status, text = exc.code, exc.read()

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from scooby.core import layout
-from scooby.core.errors import Diagnostic, ScoobyError, errors_only, warning
+from scooby.core.errors import Diagnostic, ScoobyError, error, errors_only, warning
 from scooby.render.checktools import (
     each,
     grouped,
@@ -55,10 +55,45 @@ def check(out: Path) -> list[Diagnostic]:
 
 def problems(out: Path) -> list[Diagnostic]:
     out = out.resolve()
-    found: list[Diagnostic] = []
+    # A checker parses what it is given: a directive that runs a program would run it here,
+    # on the build host. None is allowed in (validate refuses them in server/ already).
+    if found := _executing(out):
+        return found
     with tempfile.TemporaryDirectory(prefix="scooby-check.") as tmp:
         for checker in CHECKERS:
             found += checker(out, Path(tmp) / checker.__name__.strip("_"))
+    return found
+
+
+def _package_root() -> str:
+    import scooby
+
+    root = str(Path(scooby.__file__).resolve().parent.parent)
+    rest = os.environ.get("PYTHONPATH")
+    return f"{root}{os.pathsep}{rest}" if rest else root
+
+
+def _executing(out: Path) -> list[Diagnostic]:
+    from scooby.validate.rules import EXECUTING
+
+    found = []
+    paths = []
+    for tree in trees(out):
+        etc = tree / "etc"
+        paths += [etc / "dnsmasq.conf", *etc.glob("dnsmasq.d/**/*"), *etc.glob("lighttpd/**/*")]
+    for path in sorted(p for p in paths if p.is_file() and not p.is_symlink()):
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        for number, line in enumerate(text.splitlines(), start=1):
+            for pattern, daemon in EXECUTING:
+                if m := pattern.match(line):
+                    found.append(
+                        error(
+                            path.relative_to(out).as_posix(),
+                            number,
+                            f"{m.group(1)} would run a program when {daemon} reads this: "
+                            "not checked, and refused",
+                        )
+                    )
     return found
 
 
@@ -279,7 +314,8 @@ def _exportfs(out: Path, tmp: Path) -> list[Diagnostic]:
                 "scooby.render.checks",
                 "exportfs",
                 str(tmp),
-            ]
+            ],
+            env={"PYTHONPATH": _package_root()},  # run from "/": find this very package
         )
         if proc.returncode != 0:
             found += each(out, files[:1], None, _last_lines(output(proc)), "exportfs")

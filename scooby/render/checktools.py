@@ -46,8 +46,11 @@ def missing_tool(tool: str, what: str) -> list[Diagnostic]:
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    # From "/": a relative include in a config finds nothing of the repository's.
     return subprocess.run(
         cmd,
+        cwd="/",
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         check=False,

@@ -22,6 +22,7 @@ import os
 import shutil
 import stat
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from scooby.core import layout
 from scooby.core.errors import Diagnostic, ScoobyError, error, warning
 from scooby.core.model import Cluster
 from scooby.core.paths import TEMPLATES_DIR
+from scooby.load.envfile import read_bytes
+from scooby.load.files import SERVER_FILE_LIMIT
 from scooby.load.reader import SERVER
 from scooby.util import templates
 from scooby.validate.k3s import facts as k3s_facts
@@ -86,23 +89,49 @@ def context(cluster: Cluster) -> dict[str, Any]:
     }
 
 
-def render(cluster: Cluster, out: Path, templates: Path | None = None) -> Rendered:
-    """Render into `out`, swapped in whole once complete.
+# In every tree render writes: the folder is Scooby's, replaced whole on each render. A
+# non-empty folder without it is the user's, and render refuses to touch it.
+MARKER = ".scooby-render"
+MARKER_TEXT = "Written by `scooby render`: this whole folder is replaced on each render.\n"
+
+Checker = Callable[[Path], list[Diagnostic]]
+
+
+def render(
+    cluster: Cluster, out: Path, templates: Path | None = None, check: Checker | None = None
+) -> Rendered:
+    """Render into `out`, swapped in whole once complete (and, with `check`, checked).
 
     The tree is built in a workspace beside `out` (`.NAME.next`): the previous render but
     one, which the swap leaves there. Files that did not change are not rewritten and
     nothing is deleted and recreated, which matters where creating and removing thousands
-    of small files is slow (a 250-agent render on a virtual disk).
+    of small files is slow (a 250-agent render on a virtual disk). `check` (the daemons'
+    checkers) runs on the workspace: a tree it rejects is never swapped in.
     """
     templates = templates or TEMPLATES_DIR
     _check_fsids(cluster)
-    env = environment(templates)
     out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _refuse_inputs(cluster.repo, out)
     work = out.with_name(f".{out.name}.next")
-    if work.is_symlink() or work.exists() and not work.is_dir():
-        work.unlink()
-    work.mkdir(exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(out):
+            for folder in (out, work, _aside(out)):
+                _refuse_unowned(folder)
+            return _render_locked(cluster, out, work, templates, check)
+    except OSError as exc:
+        _discard(work)  # a full disk stays full with a half-written workspace on it
+        where = exc.filename or out
+        raise ScoobyError(error("", None, f"cannot write {where}: {exc.strerror or exc}")) from None
+
+
+def _render_locked(
+    cluster: Cluster, out: Path, work: Path, templates: Path, check: Checker | None
+) -> Rendered:
+    env = environment(templates)
+    if not work.is_dir():
+        work.mkdir()
+    _mark(work)
     writer = _Writer(work)
     try:
         ctx = context(cluster)
@@ -115,14 +144,95 @@ def render(cluster: Cluster, out: Path, templates: Path | None = None) -> Render
         writer.close()
         generated = set(writer.written)
         diagnostics = _merge_server(cluster, work, generated)
-        files = generated | {_server_target(rel) for rel in cluster.server_files}
+        files = generated | {_server_target(rel) for rel in cluster.server_files} | {MARKER}
         _prune(work, files)
+        if check is not None:
+            diagnostics += check(work)  # raises ScoobyError on a rejected tree: no swap
         _swap_in(work, out)
     except BaseException:
         with contextlib.suppress(Exception):
             writer.close()  # no thread may still be writing when the error propagates
         raise
     return Rendered(out, tuple(sorted(files)), tuple(diagnostics))
+
+
+def _refuse_inputs(repo: Path, out: Path) -> None:
+    """--out must not be the repository, hold it, or lie in a folder render reads."""
+    repo = Path(os.path.abspath(repo))
+    real_out, real_repo = out.resolve(), repo.resolve()
+    if real_out == real_repo or real_out in real_repo.parents:
+        raise ScoobyError(
+            error(
+                "", None, f"--out {out} is the repository or holds it: render replaces --out whole"
+            )
+        )
+    for folder in (SERVER, "agents", ".git", "templates", "schemas"):
+        inside = real_repo / folder
+        if real_out == inside or inside in real_out.parents:
+            raise ScoobyError(
+                error("", None, f"--out {out} is inside the repository's {folder}/: choose another")
+            )
+
+
+def _aside(out: Path) -> Path:
+    return out.with_name(f".{out.name}.swap")
+
+
+def _mark(folder: Path) -> None:
+    marker = folder / MARKER
+    if not marker.is_file() or marker.is_symlink():
+        _write_file(marker, MARKER_TEXT.encode(), 0o644)
+
+
+def _refuse_unowned(folder: Path) -> None:
+    """A folder render may replace: missing, empty, or one it wrote (MARKER inside)."""
+    if not os.path.lexists(folder):
+        return
+    if folder.is_symlink() or not folder.is_dir():
+        raise ScoobyError(
+            error("", None, f"{folder} exists and is not a folder: render will not replace it")
+        )
+    marker = folder / MARKER
+    if (marker.is_file() and not marker.is_symlink()) or not any(folder.iterdir()):
+        return
+    raise ScoobyError(
+        error(
+            "",
+            None,
+            f"{folder} is not empty and was not written by scooby render (no {MARKER} in it); "
+            "render replaces its --out whole, so choose a new or empty folder",
+        )
+    )
+
+
+@contextlib.contextmanager
+def _locked(out: Path):
+    """One render at a time into --out's parent folder (where its workspace and swap live):
+    a second one fails at once, with a message, rather than mixing two trees."""
+    import fcntl
+
+    fd = os.open(out.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ScoobyError(
+                error(
+                    "",
+                    None,
+                    f"another scooby render is writing into {out.parent}: wait for it to finish",
+                )
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _discard(work: Path) -> None:
+    """Remove a workspace render made (it carries MARKER), after a failed write."""
+    with contextlib.suppress(OSError):
+        if work.is_dir() and not work.is_symlink() and (work / MARKER).is_file():
+            shutil.rmtree(work)
 
 
 @dataclass(frozen=True)
@@ -229,6 +339,7 @@ def _make_dirs(root: Path, path: Path) -> None:
         if current.is_symlink() or current.exists():
             current.unlink()
         current.mkdir()
+        current.chmod(0o755)  # whatever the umask: the image's folders are 0755
 
 
 def _prune(root: Path, keep: set[str]) -> None:
@@ -264,8 +375,45 @@ def _server_target(rel: str) -> str:
     return f"master/{Path(rel).relative_to(SERVER).as_posix()}"
 
 
+def _collisions(cluster: Cluster, generated: set[str]) -> list[Diagnostic]:
+    """server/ files that would delete generated files: a file where Scooby writes a folder
+    (`server/etc/iptables` over etc/iptables/rules.v4), or a folder where it writes a file."""
+    folders: dict[str, str] = {}
+    for path in sorted(generated):
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            folders.setdefault("/".join(parts[:i]), path)
+    found = []
+    for rel in cluster.server_files:
+        target = _server_target(rel)
+        parts = target.split("/")
+        parents = ["/".join(parts[:i]) for i in range(2, len(parts))]
+        if target in folders:
+            example = folders[target].removeprefix("master")
+            found.append(
+                error(
+                    rel,
+                    None,
+                    f"is a file where Scooby generates the folder {target.removeprefix('master')}"
+                    f" (with {example}): it would delete those files; put yours inside it",
+                )
+            )
+        elif clash := next((p for p in parents if p in generated), None):
+            found.append(
+                error(
+                    rel,
+                    None,
+                    "needs a folder where Scooby generates the file "
+                    f"{clash.removeprefix('master')}",
+                )
+            )
+    return found
+
+
 def _merge_server(cluster: Cluster, root: Path, generated: set[str]) -> list[Diagnostic]:
     """Copy server/** over the master tree; warn where a generated file is replaced."""
+    if clashes := _collisions(cluster, generated):
+        raise ScoobyError(clashes)
     found = []
     for rel in cluster.server_files:
         src = cluster.repo / rel
@@ -281,7 +429,10 @@ def _merge_server(cluster: Cluster, root: Path, generated: set[str]) -> list[Dia
                 )
             )
         _make_dirs(root, (root / target).parent)
-        _write_file(root / target, src.read_bytes(), 0o755 if src.stat().st_mode & 0o111 else 0o644)
+        data, problems = read_bytes(src, rel, SERVER_FILE_LIMIT)
+        if data is None:  # changed since load checked it
+            raise ScoobyError(problems)
+        _write_file(root / target, data, 0o755 if src.stat().st_mode & 0o111 else 0o644)
     return found
 
 

@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from scooby.core.paths import SCHEMAS_DIR
+from scooby.core.patterns import validator_class
 
 
 @cache
 def vendored(name: str) -> Any:
     from jsonschema import Draft202012Validator
 
-    return Draft202012Validator(json.loads((SCHEMAS_DIR / "vendor" / name).read_text("utf-8")))
+    cls = validator_class(Draft202012Validator)  # `$` as JSON Schema means it
+    return cls(json.loads((SCHEMAS_DIR / "vendor" / name).read_text("utf-8")))
 
 
 @cache
@@ -69,7 +71,8 @@ def _core_validator(minor: str, filename: str) -> Any:
     from jsonschema import Draft202012Validator
 
     text = (_k8s_dir(minor) / filename).read_text("utf-8")
-    return Draft202012Validator(json.loads(text), registry=_k8s_registry(minor))
+    cls = validator_class(Draft202012Validator)
+    return cls(json.loads(text), registry=_k8s_registry(minor))
 
 
 def core(minor: str, api: str, kind: str) -> Any:

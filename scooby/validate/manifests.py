@@ -20,6 +20,7 @@ from typing import Any
 
 from scooby.core.errors import Diagnostic, error, warning
 from scooby.core.model import MANIFESTS
+from scooby.core.redact import shown
 from scooby.load import envfile, reader, schema
 from scooby.validate import k8s_schemas, syntax
 from scooby.validate.addons import SKIP, deploy_rules, expanded, values_content
@@ -37,17 +38,33 @@ HELMCHART = ("helm.cattle.io/v1", "HelmChart")
 MAX_ERRORS_PER_DOCUMENT = 10  # beyond this the first ones are the ones to fix
 
 
-def files(repo: Path) -> list[Path]:
+def _folder(repo: Path) -> Path | None:
+    """The manifests folder, unless a link on the way leads out of server/ (load refuses
+    links in server/; nothing is read through one meanwhile)."""
     folder = repo / MANIFESTS
     if not folder.is_dir():
+        return None
+    path = repo
+    for part in Path(MANIFESTS).parts:
+        path = path / part
+        if path.is_symlink():
+            return None
+    return folder
+
+
+def files(repo: Path) -> list[Path]:
+    folder = _folder(repo)
+    if folder is None:
         return []
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in SUFFIXES)
+    return sorted(
+        p for p in folder.rglob("*") if p.suffix in SUFFIXES and not (p.is_dir() or p.is_symlink())
+    )
 
 
 def ignored_files(repo: Path) -> list[Path]:
     """Files in the manifests folder that k3s will not apply (a misnamed `app.yml.txt`)."""
-    folder = repo / MANIFESTS
-    if not folder.is_dir():
+    folder = _folder(repo)
+    if folder is None:
         return []
     return sorted(
         p
@@ -135,10 +152,27 @@ def documents(text: str, rel: str, problems: list[Diagnostic]) -> Iterator[Docum
     """Each non-empty YAML document with its node; a syntax error ends the file."""
     import yaml
 
+    try:
+        depth, line = nesting(text)
+        if depth > MAX_DEPTH:
+            problems.append(error(rel, line, f"nested more than {MAX_DEPTH} levels deep"))
+            return
+    except yaml.YAMLError:
+        pass  # the loader below reports it, with its line
     loader = _loader()(text)
     try:
         while loader.check_node():
             node = loader.get_node()
+            if (size := expanded_size(node)) > MAX_NODES:
+                problems.append(
+                    error(
+                        rel,
+                        node.start_mark.line + 1,
+                        f"expands to more than {MAX_NODES:,} values through YAML aliases "
+                        f"(at least {size:,}): not checked",
+                    )
+                )
+                continue
             data = loader.construct_document(node)
             if data is not None:
                 yield Document(node, data, node.start_mark.line + 1)
@@ -151,6 +185,61 @@ def documents(text: str, rel: str, problems: list[Diagnostic]) -> Iterator[Docum
         problems.append(error(rel, None, "YAML nested too deeply"))
     finally:
         loader.dispose()
+
+
+# libyaml's composer recurses in C once per level: 100,000 `[` crash the interpreter (no
+# RecursionError). Its event parser does not recurse, so depth is measured on events first.
+MAX_DEPTH = 100
+
+
+def nesting(text: str) -> tuple[int, int | None]:
+    """The deepest nesting of collections in `text`, and the line where it first gets there."""
+    import yaml
+
+    depth, deepest, line = 0, 0, None
+    for event in yaml.parse(text, Loader=_loader()):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > deepest:
+                deepest, line = depth, event.start_mark.line + 1
+                if deepest > MAX_DEPTH:
+                    break
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return deepest, line
+
+
+# A manifest is a few hundred values; YAML aliases can make a 1 KB file stand for billions
+# (each `*a` repeats a whole subtree), which every later walk would visit one by one.
+MAX_NODES = 100_000
+
+
+def expanded_size(root: Any) -> int:
+    """How many values `root` stands for with every alias expanded, counting stops soon
+    after MAX_NODES. Linear in the file: each distinct node's size is computed once."""
+    from yaml.nodes import MappingNode, SequenceNode
+
+    memo: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        if id(node) in memo:
+            return memo[id(node)]
+        memo[id(node)] = MAX_NODES + 1  # a node reached again while counting it: a cycle
+        total = 1
+        if isinstance(node, SequenceNode):
+            children = node.value
+        elif isinstance(node, MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > MAX_NODES:
+                break
+        memo[id(node)] = total
+        return total
+
+    return size(root)
 
 
 def line_of(doc: Document, path: Iterator[Any] | list[Any]) -> int:
@@ -216,13 +305,17 @@ def _name(data: dict, kind: str) -> str:
 
 
 def _schema_errors(validator: Any, doc: Document, rel: str, key: str) -> list[Diagnostic]:
-    out = []
+    out: list[Diagnostic] = []
     errors = sorted(validator.iter_errors(doc.data), key=lambda e: list(map(str, e.path)))
-    for err in errors[:MAX_ERRORS_PER_DOCUMENT]:
+    for err in errors:
+        if len(out) > MAX_ERRORS_PER_DOCUMENT:
+            break
         path = list(err.path)
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             allowed = list(err.schema.get("properties", {}))
             for extra in sorted(map(str, set(map(str, err.instance)) - set(allowed))):
+                if len(out) > MAX_ERRORS_PER_DOCUMENT:
+                    break
                 where = _dotted([*path, extra])
                 close = difflib.get_close_matches(extra, allowed, n=1, cutoff=0.6)
                 hint = f" (did you mean {close[0]}?)" if close else ""
@@ -231,8 +324,18 @@ def _schema_errors(validator: Any, doc: Document, rel: str, key: str) -> list[Di
                 )
             continue
         where = _dotted(path) or "(document)"
-        out.append(error(rel, line_of(doc, path), f"{where}: {err.message}", key))
+        out.append(error(rel, line_of(doc, path), f"{where}: {_short(err.message)}", key))
+    if len(out) > MAX_ERRORS_PER_DOCUMENT:
+        out = out[:MAX_ERRORS_PER_DOCUMENT]
+        out.append(
+            error(rel, doc.line, "more problems in this document not shown: fix these first", key)
+        )
     return out
+
+
+def _short(message: str, limit: int = 200) -> str:
+    """jsonschema's message quotes the offending value: never a huge one."""
+    return message if len(message) <= limit else f"{message[: limit - 3]}..."
 
 
 def _unknown_kind(
@@ -269,7 +372,7 @@ def _pool(doc: Document, rel: str, key: str, context: _Context) -> list[Diagnost
         span = _span(entry)
         if span is None:
             out.append(
-                error(rel, line, f"{where}: {entry!r} is not a CIDR or a start-end range", key)
+                error(rel, line, f"{where}: {shown(entry)} is not a CIDR or a start-end range", key)
             )
             continue
         if span[0].version != 4:

@@ -13,7 +13,8 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from scooby.core.errors import Diagnostic, error, warning
-from scooby.core.model import Agent, Master, Source
+from scooby.core.model import Agent, Source
+from scooby.core.redact import SECRETS, shown
 from scooby.load import envfile, reader
 
 # k3s agent flags Scooby sets itself from config and the agent file; a user's value would
@@ -35,45 +36,41 @@ MANAGED_FLAGS = {
     "-c": "Scooby writes the agent's K3S config file",
 }
 
-# Things that must never be committed. Each pattern is specific enough not to fire on
-# ordinary shell or YAML (a bare `$1$HOME` is not a crypt hash: the salt/hash shape is).
-SECRETS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    (
-        "a private key",
-        re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
-    ),
-    ("a K3S join token", re.compile(r"\bK10[0-9a-f]{64}::[A-Za-z0-9._-]+:[A-Za-z0-9]{8,}")),
-    ("an AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
-    (
-        "an AWS secret access key",
-        re.compile(
-            r"(?i)aws_?secret_?(?:access_?)?key[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])"
-        ),
-    ),
-    ("a GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b")),
-    ("a GitHub token", re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,}\b")),
-    (
-        "a password hash",
-        re.compile(
-            r"\$(?:1|5|6)\$(?:rounds=\d+\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{22,86}"
-            r"|\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}"
-            r"|\$(?:y|gy|7)\$[./A-Za-z0-9]+\$[./A-Za-z0-9]*\$[./A-Za-z0-9]{43}"
-        ),
-    ),
-)
 SECRET_SCAN_LIMIT = 1 << 20  # bytes; larger files under server/ are binaries or archives
 # `KEY=value`, `key = value` or YAML's `key: value`: the KEY a secret is assigned to.
 _KEY_ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]{0,63})\s*(?:=|:(?=\s|$))")
+
+
+# k3s's command line (urfave/cli over Go's flag package) reads `-token=x` as `--token=x`:
+# flags are compared by name, whatever their dashes.
+MANAGED_NAMES = {flag.lstrip("-"): why for flag, why in MANAGED_FLAGS.items()}
+# lighttpd's 4,096-condition limit (its config parser's): the seed server's per-agent
+# conditions reach it at 2,048 agents; Scooby caps well below, with room for a user's own.
+MAX_AGENTS = 1000
+# Directives that make a daemon's config parser run a program. Render checks configs with the
+# daemons' own parsers on the build host, so none may come from the repo: they are refused.
+EXECUTING = (
+    (re.compile(r"^\s*(conf-script|dhcp-script|dhcp-luascript)\s*(=|$)"), "dnsmasq"),
+    (re.compile(r"^\s*(include_shell)\b"), "lighttpd"),
+)
 
 
 def check(loaded: reader.Loaded, repo: Path) -> list[Diagnostic]:
     repo = repo.resolve()
     out = list(stray_agent_files(repo))
     out += secrets(repo)
-    if loaded.master is not None and loaded.config:
-        out += networks(loaded.master.source, loaded.config)
-        out += agents(loaded.master, loaded.agents, loaded.config)
+    out += executing(repo)
+    out += tracked_env(repo)
+    src = loaded.config_source or (loaded.master.source if loaded.master else None)
+    if src is not None and loaded.config:
+        out += networks(src, loaded.config)
+        out += agents(src, (*loaded.agents, *loaded.partial), loaded.config)
     return out
+
+
+def _has(v: Mapping[str, str], *keys: str) -> bool:
+    """Every key passed its schema (a key that failed is left out of a partial config)."""
+    return all(k in v for k in keys)
 
 
 # --- config: the master's two networks ---------------------------------------------------
@@ -95,6 +92,8 @@ def _at(src: Source, key: str) -> str:
 def _inside(
     src: Source, v: Mapping[str, str], ip_key: str, net_key: str, what: str
 ) -> Iterator[Diagnostic]:
+    if not _has(v, ip_key, net_key):
+        return
     ip, net = IPv4Address(v[ip_key]), IPv4Network(v[net_key])
     line, key = _where(src, ip_key, net_key)
     if ip not in net:
@@ -110,13 +109,15 @@ def networks(src: Source, v: Mapping[str, str]) -> list[Diagnostic]:
     out = list(_inside(src, v, "LC_EXTERNAL_IP", "LC_EXTERNAL_NET", "the master's address"))
     out += _inside(src, v, "LC_EXTERNAL_GW", "LC_EXTERNAL_NET", "the gateway")
     out += _inside(src, v, "LC_INTERNAL_IP", "LC_INTERNAL_NET", "the master's address")
-    if v["LC_EXTERNAL_GW"] == v["LC_EXTERNAL_IP"]:
+    out += _special_networks(src, v)
+    out += _dns(src, v)
+    if _has(v, "LC_EXTERNAL_GW", "LC_EXTERNAL_IP") and v["LC_EXTERNAL_GW"] == v["LC_EXTERNAL_IP"]:
         line, key = _where(src, "LC_EXTERNAL_GW", "LC_EXTERNAL_IP")
         out.append(
             error(src.path, line, "the gateway cannot be the master's own external address", key)
         )
-    ext, internal = IPv4Network(v["LC_EXTERNAL_NET"]), IPv4Network(v["LC_INTERNAL_NET"])
-    if ext.overlaps(internal):
+    both = _has(v, "LC_EXTERNAL_NET", "LC_INTERNAL_NET")
+    if both and IPv4Network(v["LC_EXTERNAL_NET"]).overlaps(IPv4Network(v["LC_INTERNAL_NET"])):
         line, key = _where(src, "LC_INTERNAL_NET", "LC_EXTERNAL_NET")
         other = "LC_EXTERNAL_NET" if key == "LC_INTERNAL_NET" else "LC_INTERNAL_NET"
         out.append(
@@ -128,7 +129,8 @@ def networks(src: Source, v: Mapping[str, str]) -> list[Diagnostic]:
                 key,
             )
         )
-    if v["LC_EXTERNAL_DEVICE"] == v["LC_INTERNAL_DEVICE"]:
+    devices = _has(v, "LC_EXTERNAL_DEVICE", "LC_INTERNAL_DEVICE")
+    if devices and v["LC_EXTERNAL_DEVICE"] == v["LC_INTERNAL_DEVICE"]:
         line, key = _where(src, "LC_INTERNAL_DEVICE", "LC_EXTERNAL_DEVICE")
         other = "LC_EXTERNAL_DEVICE" if key == "LC_INTERNAL_DEVICE" else "LC_INTERNAL_DEVICE"
         out.append(
@@ -146,25 +148,83 @@ def networks(src: Source, v: Mapping[str, str]) -> list[Diagnostic]:
 # --- agents: addresses, duplicates, partitions, K3S arguments ------------------------------
 
 
-def agents(master: Master, loaded: tuple[Agent, ...], v: Mapping[str, str]) -> list[Diagnostic]:
+# Ranges no network the master serves or reaches can use: loopback, "this network",
+# multicast and the reserved 240/4 (RFC 6890's special-purpose registry).
+SPECIAL_NETWORKS = {
+    IPv4Network("127.0.0.0/8"): "loopback (127/8, the host itself)",
+    IPv4Network("0.0.0.0/8"): "'this network' (0/8)",
+    IPv4Network("224.0.0.0/4"): "multicast (224/4)",
+    IPv4Network("240.0.0.0/4"): "reserved (240/4)",
+}
+
+
+def _special_networks(src: Source, v: Mapping[str, str]) -> Iterator[Diagnostic]:
+    for key in ("LC_EXTERNAL_NET", "LC_INTERNAL_NET"):
+        if not _has(v, key):
+            continue
+        net = IPv4Network(v[key])
+        for special, what in SPECIAL_NETWORKS.items():
+            if net.overlaps(special):
+                yield error(src.path, src.line(key), f"{net} overlaps {what}", key)
+                break
+
+
+def _dns(src: Source, v: Mapping[str, str]) -> Iterator[Diagnostic]:
+    """A DNS server the master and its agents can ask: not a special address, not the
+    master itself (its dnsmasq forwards to these: itself would be a loop)."""
+    own = {v[k]: k for k in ("LC_EXTERNAL_IP", "LC_INTERNAL_IP") if _has(v, k)}
+    for key in ("LC_PRIMARY_DNS", "LC_SECONDARY_DNS"):
+        if not _has(v, key) or not v[key]:
+            continue
+        ip = IPv4Address(v[key])
+        why = None
+        if ip.is_unspecified:
+            why = "is 'no address' (0.0.0.0)"
+        elif ip.is_loopback:
+            why = "is a loopback address: on the master and on each agent it means itself"
+        elif ip.is_multicast:
+            why = "is a multicast address"
+        elif ip == IPv4Address("255.255.255.255") or ip.is_reserved:
+            why = "is a broadcast or reserved address"
+        elif v[key] in own:
+            why = f"is the master's own {own[v[key]]} ({_at(src, own[v[key]])}): a forwarding loop"
+        if why:
+            yield error(src.path, src.line(key), f"{ip} {why}; give an upstream DNS server", key)
+
+
+def agents(master_src: Source, loaded: tuple[Agent, ...], v: Mapping[str, str]) -> list[Diagnostic]:
+    """`loaded`: clean agents and partial ones (a field that failed its schema is None)."""
     out: list[Diagnostic] = []
-    net = IPv4Network(v["LC_INTERNAL_NET"])
+    net = IPv4Network(v["LC_INTERNAL_NET"]) if _has(v, "LC_INTERNAL_NET") else None
+    master_ip = IPv4Address(v["LC_INTERNAL_IP"]) if _has(v, "LC_INTERNAL_IP") else None
     for a in loaded:
-        out += _agent_address(a, net, master.internal.ip, master.source)
-        out += _agent_name(a, master.hostname, master.source)
-        out += _agent_mac(a)
+        if a.ip is not None and net is not None:
+            out += _agent_address(a, net, master_ip, master_src)
+        if _has(v, "LC_HOSTNAME"):
+            out += _agent_name(a, v["LC_HOSTNAME"], master_src)
+        if a.mac is not None:
+            out += _agent_mac(a)
         out += _agent_partitions(a)
         out += _agent_k3s_args(a)
-    out += _unique(loaded, "AGENT_IP", lambda a: str(a.ip))
+    out += _unique(loaded, "AGENT_IP", lambda a: a.ip and str(a.ip))
     out += _unique(loaded, "AGENT_ETHERNET", lambda a: a.mac)
     out += _unique(loaded, "AGENT_PXE_ID", lambda a: a.pxe_id)
     # Two keys cloned with dd share PARTUUIDs: legal, but usually a copy-paste slip.
     out += _unique(loaded, "AGENT_RANCHER_PART_UUID", lambda a: a.rancher_partuuid, warning)
+    if len(loaded) > MAX_AGENTS:
+        out.append(
+            error(
+                reader.AGENTS,
+                None,
+                f"{len(loaded):,} agents; Scooby serves at most {MAX_AGENTS:,} from one master "
+                "(lighttpd's 4,096-condition limit, and one master's DHCP, TFTP and NFS)",
+            )
+        )
     return out
 
 
 def _agent_address(
-    a: Agent, net: IPv4Network, master_ip: IPv4Address, master_src: Source
+    a: Agent, net: IPv4Network, master_ip: IPv4Address | None, master_src: Source
 ) -> Iterator[Diagnostic]:
     line = a.source.line("AGENT_IP")
     if a.ip not in net:
@@ -178,7 +238,7 @@ def _agent_address(
     elif net.prefixlen <= 30 and a.ip in (net.network_address, net.broadcast_address):
         kind = "network" if a.ip == net.network_address else "broadcast"
         yield error(a.source.path, line, f"{a.ip} is the {kind} address of {net}", "AGENT_IP")
-    elif a.ip == master_ip:
+    elif master_ip is not None and a.ip == master_ip:
         yield error(
             a.source.path,
             line,
@@ -214,7 +274,7 @@ def _agent_mac(a: Agent) -> Iterator[Diagnostic]:
 
 
 def _agent_partitions(a: Agent) -> Iterator[Diagnostic]:
-    if a.swap_partuuid and a.swap_partuuid == a.rancher_partuuid:
+    if a.swap_partuuid and a.rancher_partuuid and a.swap_partuuid == a.rancher_partuuid:
         line, key = _where(a.source, "AGENT_SWAP_PART_UUID")
         yield error(
             a.source.path,
@@ -227,13 +287,15 @@ def _agent_partitions(a: Agent) -> Iterator[Diagnostic]:
 
 
 def _agent_k3s_args(a: Agent) -> Iterator[Diagnostic]:
-    for word in a.k3s_args:
+    for word in a.k3s_args or ():
         flag = word.split("=", 1)[0]
-        if flag in MANAGED_FLAGS:
+        name = flag.lstrip("-")
+        if flag.startswith("-") and name in MANAGED_NAMES:
             yield error(
                 a.source.path,
                 a.source.line("AGENT_K3S_ARGS"),
-                f"sets {flag}, which Scooby manages: {MANAGED_FLAGS[flag]}",
+                f"sets {flag if len(flag) <= 40 else shown(flag)}, which Scooby manages: "
+                f"{MANAGED_NAMES[name]}",
                 "AGENT_K3S_ARGS",
             )
 
@@ -241,6 +303,8 @@ def _agent_k3s_args(a: Agent) -> Iterator[Diagnostic]:
 def _unique(agents: Iterable[Agent], key: str, value, severity=error) -> Iterator[Diagnostic]:
     first: dict[str, Agent] = {}
     for a in sorted(agents, key=lambda a: a.source.path):
+        if value(a) is None:  # failed its schema: reported already
+            continue
         seen = first.setdefault(value(a), a)
         if seen is not a:
             yield severity(
@@ -289,7 +353,7 @@ def committed_files(repo: Path) -> Iterator[Path]:
         yield repo / reader.CONFIG
     for folder in (reader.AGENTS, reader.SERVER):
         base = repo / folder
-        if base.is_dir():
+        if base.is_dir() and not base.is_symlink():  # a linked folder is refused by load
             yield from sorted(p for p in base.rglob("*") if p.is_file() and not p.is_symlink())
 
 
@@ -329,3 +393,64 @@ def scan_text(text: str, rel: str) -> list[Diagnostic]:
                 )
                 break
     return out
+
+
+# --- directives that execute code, and a tracked .env ----------------------------------------
+
+
+def executing(repo: Path) -> list[Diagnostic]:
+    """server/ files with a directive that runs a program when its config is parsed.
+
+    Every file is scanned, not only dnsmasq.d and lighttpd: a config can include any file.
+    """
+    out = []
+    for path in committed_files(repo):
+        rel = path.relative_to(repo).as_posix()
+        if not rel.startswith(f"{reader.SERVER}/"):
+            continue
+        for number, line in enumerate(_text(path).splitlines(), start=1):
+            for pattern, daemon in EXECUTING:
+                if m := pattern.match(line):
+                    out.append(
+                        error(
+                            rel,
+                            number,
+                            f"{m.group(1)} runs a program when {daemon} reads its configuration; "
+                            "Scooby checks configurations with the daemons' own parsers on the "
+                            "build host, so it refuses them (see docs/security.md)",
+                        )
+                    )
+    return out
+
+
+def tracked_env(repo: Path) -> list[Diagnostic]:
+    """`.env` committed to git: every secret in it is published with the repository."""
+    import shutil
+    import subprocess
+
+    if not (repo / reader.ENV).exists() or shutil.which("git") is None:
+        return []
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        # no fsmonitor: a repository's own git config must not run a program here
+        cmd = ["git", "-c", "core.fsmonitor=false", "-C", str(repo), *args]
+        return subprocess.run(cmd, capture_output=True, timeout=30, check=False)
+
+    try:
+        # Only a repository of its own (a Scooby repo nested in another is an example).
+        prefix = git("rev-parse", "--show-prefix")
+        if prefix.returncode != 0 or prefix.stdout.strip():
+            return []
+        proc = git("ls-files", "-z", "--", reader.ENV)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if proc.returncode == 0 and proc.stdout.strip(b"\0"):
+        return [
+            error(
+                reader.ENV,
+                None,
+                "is tracked by git: its secrets are in the repository's history; "
+                "`git rm --cached .env`, then rotate every secret in it",
+            )
+        ]
+    return []
