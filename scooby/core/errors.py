@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from scooby.core.redact import redact
+from scooby.core.redact import redact, shown
+
+KEY_LIMIT = 80  # characters of a key (a manifest's Kind/name) a message shows
+MESSAGE_LIMIT = 1000
 
 Severity = Literal["error", "warning"]
 
@@ -22,7 +25,10 @@ class Diagnostic:
         where = self.path or "scooby"
         if self.line is not None:
             where = f"{where}:{self.line}"
-        what = f"{self.key}: {self.message}" if self.key else self.message
+        key = self.key if self.key is None or len(self.key) <= KEY_LIMIT else shown(self.key)
+        what = redact(f"{key}: {self.message}" if key else self.message)
+        if len(what) > MESSAGE_LIMIT:  # whatever a rule quoted, never a huge value (cut after
+            what = f"{what[: MESSAGE_LIMIT - 3]}..."  # redacting: a cut token is not found)
         # One line per problem, whatever a user's file put in a name or value.
         line = redact(f"{where}: {self.severity}: {what}")
         line = line.replace("\r", "\\r").replace("\n", "\\n")

@@ -38,20 +38,31 @@ _PRIVATE_KEY_BLOCK = re.compile(
     r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)",
     re.DOTALL,
 )
+# Messages redact more eagerly than the scan reports: no word boundaries (a token glued to
+# other text is still a token) and shorter tails (a cut token is still someone's secret).
+_EAGER = (
+    re.compile(r"gh[pousr]_[A-Za-z0-9]{16,}"),
+    re.compile(r"github_pat_[A-Za-z0-9_]{16,}"),
+    re.compile(r"(?:AKIA|ASIA)[0-9A-Z]{12,}"),
+    re.compile(r"K10[0-9a-f]{32,}(?:::[A-Za-z0-9._:-]*)?"),
+)
 REDACTED = "[redacted]"
+_TAIL = re.compile(r"\[redacted\][A-Za-z0-9_/+=.-]+")
 ECHO_LIMIT = 60  # characters of a user's value a message may show
 
 
 def redact(text: str) -> str:
     text = _PRIVATE_KEY_BLOCK.sub(REDACTED, text)
-    for _, pattern in SECRETS[1:]:
+    for pattern in (*_EAGER, *(p for _, p in SECRETS[1:])):
         text = pattern.sub(REDACTED, text)
-    return text
+    # What is glued to a secret (a second token right after the first) goes with it.
+    return _TAIL.sub(REDACTED, text)
 
 
 def shown(value: object, limit: int = ECHO_LIMIT) -> str:
-    """`repr(value)` cut to `limit` characters: a message never echoes a huge value."""
-    text = repr(value)
+    """`repr(value)`, secrets redacted, cut to `limit` characters: a message never echoes a
+    huge value (redacted first: a cut could leave a token too short to be recognised)."""
+    text = repr(redact(value) if isinstance(value, str) else value)
     if len(text) <= limit:
         return text
     return f"{text[: limit - 3]}... ({len(str(value)):,} characters)"

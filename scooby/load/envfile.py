@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 from dotenv.parser import parse_stream
 
 from scooby.core.errors import Diagnostic, error
-from scooby.core.redact import shown
+from scooby.core.redact import SECRETS, shown
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,9 @@ def decode(data: bytes, rel: str) -> tuple[str | None, list[Diagnostic]]:
 
 
 def parse(text: str, rel: str, secret: bool = False) -> tuple[EnvFile, list[Diagnostic]]:
-    """`secret`: a file of secrets (.env), whose text no message may quote."""
+    """`secret`: a file of secrets (.env), whose text no message may quote; so is any file
+    with a private key pasted in (its lines are base64 words a message would echo)."""
+    secret = secret or bool(SECRETS[0][1].search(text))
     entries: list[Entry] = []
     problems: list[Diagnostic] = []
     seen: dict[str, int] = {}
@@ -69,7 +72,7 @@ def parse(text: str, rel: str, secret: bool = False) -> tuple[EnvFile, list[Diag
         if binding.key is None:
             continue  # blank line or comment
         if binding.value is None:  # a lone word: in a secrets file, maybe the secret itself
-            key = None if secret else binding.key
+            key = None if secret or not _IDENTIFIER.fullmatch(binding.key) else binding.key
             problems.append(error(rel, line, "has no '=': expected KEY=VALUE", key))
             continue
         if binding.key in seen:
@@ -82,6 +85,7 @@ def parse(text: str, rel: str, secret: bool = False) -> tuple[EnvFile, list[Diag
     return EnvFile(rel, tuple(entries)), problems
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # a key as shells write them
 ENV_LIMIT = 64 << 10  # bytes: a KEY=VALUE file is a few dozen short lines
 TEXT_LIMIT = 1 << 20  # bytes: a manifest (etcd refuses objects over 1.5 MiB anyway)
 

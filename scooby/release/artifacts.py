@@ -311,6 +311,7 @@ def plain_name(name: str) -> bool:
         and name == Path(name).name
         and "\\" not in name
         and not name.startswith(".")
+        and len(name.encode("utf-8", "surrogateescape")) <= 255  # NAME_MAX
         and not any(ord(c) < 32 or ord(c) == 127 for c in name)
     )
 

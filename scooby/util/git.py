@@ -27,13 +27,17 @@ def git_output(repo: Path, *args: str) -> str | None:
     try:
         done = subprocess.run(
             # safe.directory: CI containers and sudo builds check out as another user.
-            ["git", "-c", f"safe.directory={repo}", "-C", str(repo), *args],
+            # core.fsmonitor off: `--dirty` refreshes the index, which would run a command a
+            # repository's config names there; Scooby never runs the repository's programs.
+            ["git", "-c", f"safe.directory={repo}", "-c", "core.fsmonitor=false", "-C", str(repo),
+             *args],
             capture_output=True,
             text=True,
             env=env,
             check=False,
-        )
-    except (FileNotFoundError, NotADirectoryError):
+            timeout=60,
+        )  # fmt: skip
+    except (FileNotFoundError, NotADirectoryError, subprocess.TimeoutExpired):
         return None
     if done.returncode != 0:
         return None
