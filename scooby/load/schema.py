@@ -93,7 +93,7 @@ FORMATS: dict[str, tuple[Any, str]] = {
         "a PARTUUID: a GPT UUID or an MBR form like 4f1c2d3e-02",
     ),
     "partuuid-or-uuid": (
-        lambda v: bool(_UUID.match(v) or _MBR_PARTUUID.match(v)),
+        lambda v: bool(fullmatch(_UUID, v) or fullmatch(_MBR_PARTUUID, v)),
         "a PARTUUID (a GPT UUID or an MBR form like 4f1c2d3e-02) or an ext4 file system UUID",
     ),
     "sha256": (
