@@ -74,7 +74,7 @@ def _package_root() -> str:
 
 
 def _executing(out: Path) -> list[Diagnostic]:
-    from scooby.validate.rules import EXECUTING
+    from scooby.validate.repo_files import EXECUTING
 
     found = []
     paths = []

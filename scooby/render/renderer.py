@@ -34,6 +34,7 @@ from scooby.core.paths import TEMPLATES_DIR
 from scooby.load.envfile import read_bytes
 from scooby.load.files import SERVER_FILE_LIMIT
 from scooby.load.reader import SERVER
+from scooby.render import outdir
 from scooby.util import templates
 from scooby.validate.k3s import facts as k3s_facts
 
@@ -89,11 +90,6 @@ def context(cluster: Cluster) -> dict[str, Any]:
     }
 
 
-# In every tree render writes: the folder is Scooby's, replaced whole on each render. A
-# non-empty folder without it is the user's, and render refuses to touch it.
-MARKER = ".scooby-render"
-MARKER_TEXT = "Written by `scooby render`: this whole folder is replaced on each render.\n"
-
 Checker = Callable[[Path], list[Diagnostic]]
 
 
@@ -111,16 +107,16 @@ def render(
     templates = templates or TEMPLATES_DIR
     _check_fsids(cluster)
     out = out.resolve()
-    _refuse_inputs(cluster.repo, out)
+    outdir.refuse_inputs(cluster.repo, out)
     work = out.with_name(f".{out.name}.next")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(out):
-            for folder in (out, work, _aside(out)):
-                _refuse_unowned(folder)
+        with outdir.locked(out):
+            for folder in (out, work, outdir.aside(out)):
+                outdir.refuse_unowned(folder)
             return _render_locked(cluster, out, work, templates, check)
     except OSError as exc:
-        _discard(work)  # a full disk stays full with a half-written workspace on it
+        outdir.discard(work)  # a full disk stays full with a half-written workspace on it
         where = exc.filename or out
         raise ScoobyError(error("", None, f"cannot write {where}: {exc.strerror or exc}")) from None
 
@@ -144,11 +140,11 @@ def _render_locked(
         writer.close()
         generated = set(writer.written)
         diagnostics = _merge_server(cluster, work, generated)
-        files = generated | {_server_target(rel) for rel in cluster.server_files} | {MARKER}
+        files = generated | {_server_target(rel) for rel in cluster.server_files} | {outdir.MARKER}
         _prune(work, files)
         if check is not None:
             diagnostics += check(work)  # raises ScoobyError on a rejected tree: no swap
-        _swap_in(work, out)
+        outdir.swap_in(work, out)
     except BaseException:
         with contextlib.suppress(Exception):
             writer.close()  # no thread may still be writing when the error propagates
@@ -156,83 +152,10 @@ def _render_locked(
     return Rendered(out, tuple(sorted(files)), tuple(diagnostics))
 
 
-def _refuse_inputs(repo: Path, out: Path) -> None:
-    """--out must not be the repository, hold it, or lie in a folder render reads."""
-    repo = Path(os.path.abspath(repo))
-    real_out, real_repo = out.resolve(), repo.resolve()
-    if real_out == real_repo or real_out in real_repo.parents:
-        raise ScoobyError(
-            error(
-                "", None, f"--out {out} is the repository or holds it: render replaces --out whole"
-            )
-        )
-    for folder in (SERVER, "agents", ".git", "templates", "schemas"):
-        inside = real_repo / folder
-        if real_out == inside or inside in real_out.parents:
-            raise ScoobyError(
-                error("", None, f"--out {out} is inside the repository's {folder}/: choose another")
-            )
-
-
-def _aside(out: Path) -> Path:
-    return out.with_name(f".{out.name}.swap")
-
-
 def _mark(folder: Path) -> None:
-    marker = folder / MARKER
+    marker = folder / outdir.MARKER
     if not marker.is_file() or marker.is_symlink():
-        _write_file(marker, MARKER_TEXT.encode(), 0o644)
-
-
-def _refuse_unowned(folder: Path) -> None:
-    """A folder render may replace: missing, empty, or one it wrote (MARKER inside)."""
-    if not os.path.lexists(folder):
-        return
-    if folder.is_symlink() or not folder.is_dir():
-        raise ScoobyError(
-            error("", None, f"{folder} exists and is not a folder: render will not replace it")
-        )
-    marker = folder / MARKER
-    if (marker.is_file() and not marker.is_symlink()) or not any(folder.iterdir()):
-        return
-    raise ScoobyError(
-        error(
-            "",
-            None,
-            f"{folder} is not empty and was not written by scooby render (no {MARKER} in it); "
-            "render replaces its --out whole, so choose a new or empty folder",
-        )
-    )
-
-
-@contextlib.contextmanager
-def _locked(out: Path):
-    """One render at a time into --out's parent folder (where its workspace and swap live):
-    a second one fails at once, with a message, rather than mixing two trees."""
-    import fcntl
-
-    fd = os.open(out.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ScoobyError(
-                error(
-                    "",
-                    None,
-                    f"another scooby render is writing into {out.parent}: wait for it to finish",
-                )
-            ) from None
-        yield
-    finally:
-        os.close(fd)
-
-
-def _discard(work: Path) -> None:
-    """Remove a workspace render made (it carries MARKER), after a failed write."""
-    with contextlib.suppress(OSError):
-        if work.is_dir() and not work.is_symlink() and (work / MARKER).is_file():
-            shutil.rmtree(work)
+        _write_file(marker, outdir.MARKER_TEXT.encode(), 0o644)
 
 
 @dataclass(frozen=True)
@@ -434,33 +357,3 @@ def _merge_server(cluster: Cluster, root: Path, generated: set[str]) -> list[Dia
             raise ScoobyError(problems)
         _write_file(root / target, data, 0o755 if src.stat().st_mode & 0o111 else 0o644)
     return found
-
-
-def _swap_in(work: Path, out: Path) -> None:
-    """Put the finished workspace at `out`, and the previous `out` where the workspace was.
-
-    An atomic exchange where the file system has one (renameat2 RENAME_EXCHANGE: ext4,
-    tmpfs, xfs, btrfs); else three renames, with `out` missing only between two of them.
-    """
-    if not out.exists():
-        work.rename(out)
-        return
-    if _exchange(work, out):
-        return
-    aside = out.with_name(f".{out.name}.swap")
-    if aside.exists():
-        shutil.rmtree(aside)  # left by an interrupted swap
-    out.rename(aside)
-    work.rename(out)
-    aside.rename(work)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    return renameat2(at_fdcwd, bytes(a), at_fdcwd, bytes(b), rename_exchange) == 0

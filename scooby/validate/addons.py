@@ -137,7 +137,8 @@ def values_content(doc: Document, rel: str, key: str) -> list[Diagnostic]:
     """A HelmChart's `spec.valuesContent` is YAML in a string: Helm parses it at install."""
     import yaml
 
-    from scooby.validate.manifests import _loader, line_of
+    from scooby.validate.manifests import line_of
+    from scooby.validate.yaml_limits import loader as _loader
 
     spec = doc.data.get("spec")
     text = spec.get("valuesContent") if isinstance(spec, dict) else None

@@ -22,7 +22,7 @@ from scooby.core.errors import Diagnostic, error, warning
 from scooby.core.model import MANIFESTS
 from scooby.core.redact import shown
 from scooby.load import envfile, reader, schema
-from scooby.validate import k8s_schemas, syntax
+from scooby.validate import k8s_schemas, syntax, yaml_limits
 from scooby.validate.addons import SKIP, deploy_rules, expanded, values_content
 
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -142,33 +142,29 @@ class Document:
     line: int
 
 
-def _loader():
-    import yaml
-
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def documents(text: str, rel: str, problems: list[Diagnostic]) -> Iterator[Document]:
     """Each non-empty YAML document with its node; a syntax error ends the file."""
     import yaml
 
     try:
-        depth, line = nesting(text)
-        if depth > MAX_DEPTH:
-            problems.append(error(rel, line, f"nested more than {MAX_DEPTH} levels deep"))
+        depth, line = yaml_limits.nesting(text)
+        if depth > yaml_limits.MAX_DEPTH:
+            deep = yaml_limits.MAX_DEPTH
+            problems.append(error(rel, line, f"nested more than {deep} levels deep"))
             return
     except yaml.YAMLError:
         pass  # the loader below reports it, with its line
-    loader = _loader()(text)
+    loader = yaml_limits.loader()(text)
     try:
         while loader.check_node():
             node = loader.get_node()
-            if (size := expanded_size(node)) > MAX_NODES:
+            if (size := yaml_limits.expanded_size(node)) > yaml_limits.MAX_NODES:
                 problems.append(
                     error(
                         rel,
                         node.start_mark.line + 1,
-                        f"expands to more than {MAX_NODES:,} values through YAML aliases "
+                        f"expands to more than {yaml_limits.MAX_NODES:,} values "
+                        "through YAML aliases "
                         f"(at least {size:,}): not checked",
                     )
                 )
@@ -185,61 +181,6 @@ def documents(text: str, rel: str, problems: list[Diagnostic]) -> Iterator[Docum
         problems.append(error(rel, None, "YAML nested too deeply"))
     finally:
         loader.dispose()
-
-
-# libyaml's composer recurses in C once per level: 100,000 `[` crash the interpreter (no
-# RecursionError). Its event parser does not recurse, so depth is measured on events first.
-MAX_DEPTH = 100
-
-
-def nesting(text: str) -> tuple[int, int | None]:
-    """The deepest nesting of collections in `text`, and the line where it first gets there."""
-    import yaml
-
-    depth, deepest, line = 0, 0, None
-    for event in yaml.parse(text, Loader=_loader()):
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > deepest:
-                deepest, line = depth, event.start_mark.line + 1
-                if deepest > MAX_DEPTH:
-                    break
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
-    return deepest, line
-
-
-# A manifest is a few hundred values; YAML aliases can make a 1 KB file stand for billions
-# (each `*a` repeats a whole subtree), which every later walk would visit one by one.
-MAX_NODES = 100_000
-
-
-def expanded_size(root: Any) -> int:
-    """How many values `root` stands for with every alias expanded, counting stops soon
-    after MAX_NODES. Linear in the file: each distinct node's size is computed once."""
-    from yaml.nodes import MappingNode, SequenceNode
-
-    memo: dict[int, int] = {}
-
-    def size(node: Any) -> int:
-        if id(node) in memo:
-            return memo[id(node)]
-        memo[id(node)] = MAX_NODES + 1  # a node reached again while counting it: a cycle
-        total = 1
-        if isinstance(node, SequenceNode):
-            children = node.value
-        elif isinstance(node, MappingNode):
-            children = [n for pair in node.value for n in pair]
-        else:
-            children = []
-        for child in children:
-            total += size(child)
-            if total > MAX_NODES:
-                break
-        memo[id(node)] = total
-        return total
-
-    return size(root)
 
 
 def line_of(doc: Document, path: Iterator[Any] | list[Any]) -> int:

@@ -21,6 +21,7 @@ from scooby.core import layout
 from scooby.core.errors import ScoobyError
 from scooby.core.model import Cluster
 from scooby.core.paths import TEMPLATES_DIR
+from scooby.render import outdir
 from scooby.render import renderer as render
 from scooby.validate import validator as validate
 
@@ -331,7 +332,7 @@ def test_rendering_again_reuses_only_its_workspace(
 ) -> None:
     """Each render is complete and exact, whatever the workspace beside OUT held before."""
     if exchange == "three renames":  # file systems without RENAME_EXCHANGE
-        monkeypatch.setattr(render, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(outdir, "exchange", lambda a, b: False)
     repo = tmp_path / "repo"
     shutil.copytree(EXAMPLE, repo)
     target = tmp_path / "out"
