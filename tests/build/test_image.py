@@ -235,8 +235,13 @@ def test_packages_installed(image: Image):
         for block in status.split("\n\n")
         if "Status: install ok installed" in block
     }
-    missing = set(packages("agent") + packages("master")) - installed
+    # The master root is the agents' base plus the master's packages, except where a master
+    # package replaces an agent one: chrony (the master serves NTP) Conflicts with the agents'
+    # systemd-timesyncd, which stays in the agents' base (test_agent_base_squashfs).
+    replaced_on_master = {"systemd-timesyncd"}
+    missing = set(packages("agent") + packages("master")) - installed - replaced_on_master
     assert not missing
+    assert "chrony" in installed and not replaced_on_master & installed
 
 
 def initramfs_files(data: bytes) -> list[str]:
@@ -353,6 +358,7 @@ def test_agent_layers_and_base(image: Image, repo: Path, tmp_path: Path):
     listing = subprocess.check_output(["unsquashfs", "-l", str(squashfs)], text=True)
     assert "squashfs-root/usr/sbin/mount.nfs" in listing
     assert "squashfs-root/usr/bin/cloud-init" in listing
+    assert "squashfs-root/usr/lib/systemd/systemd-timesyncd" in listing  # the agents' clock
     assert "squashfs-root/usr/sbin/dnsmasq" not in listing  # agents get no master services
     assert "ssh_host_" not in listing
 
