@@ -27,20 +27,21 @@ def save_journal(s, name: str, command) -> None:
         (s.out / name).write_text(f"could not read the journal: {one_line(exc)}\n")
 
 
-def report(s) -> None:
+def write_table(console, out, phases, fields: dict, title: str = "scooby test-qemu") -> None:
+    """The phase table on the console, and as phases.txt and phases.json in `out` (with
+    `fields`, what the run was: image, agent or board, ...). Both test-qemu sessions use it."""
     from rich.console import Console
 
-    t = table(s.phases.phases)
-    s.console.print(t)
-    with (s.out / "phases.txt").open("w") as f:
+    t = table(phases, title)
+    console.print(t)
+    with (out / "phases.txt").open("w") as f:
         Console(file=f, width=160, no_color=True).print(t)
-    data = {
-        "image": str(s.image),
-        "agent": s.agent.name,
-        "k3s_mode": s.k3s_mode,
-        "timings": s.timings,
-        "phases": [asdict(p) for p in s.phases.phases],
-    }
-    (s.out / "phases.json").write_text(json.dumps(data, indent=2) + "\n")
+    data = {**fields, "phases": [asdict(p) for p in phases]}
+    (out / "phases.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
+def report(s) -> None:
+    fields = {"image": str(s.image), "agent": s.agent.name, "k3s_mode": s.k3s_mode}
+    write_table(s.console, s.out, s.phases.phases, {**fields, "timings": s.timings})
     if not s.phases.ok:
         s.console.print(f"evidence: {s.out}/ (consoles, journal, phase table)", soft_wrap=True)

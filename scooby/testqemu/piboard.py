@@ -22,7 +22,6 @@ board is expected to fail, with the reason).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -30,13 +29,13 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from scooby.build import firmware
 from scooby.core import layout
-from scooby.testqemu import qemuvm
-from scooby.testqemu.phases import NOT_RUN, Phases, table
+from scooby.testqemu import evidence, qemuvm
+from scooby.testqemu.phases import NOT_RUN, Phases
 from scooby.testqemu.session import Interrupted, _raise_interrupted, clear_evidence
 from scooby.util import diskimage
 
@@ -220,21 +219,11 @@ class PiSession:
         return self.phases
 
     def report(self) -> None:
-        from rich.console import Console
-
+        fields = {"image": str(self.image), "board": self.board.name, "medium": self.medium}
         title = f"scooby test-qemu --board {self.board.name} ({self.medium})"
-        t = table(self.phases.phases, title)
-        self.console.print(t)
-        with (self.out / "phases.txt").open("w") as f:
-            Console(file=f, width=160, no_color=True).print(t)
-        data = {
-            "image": str(self.image),
-            "board": self.board.name,
-            "medium": self.medium,
-            "timings": self.timings,
-            "phases": [asdict(p) for p in self.phases.phases],
-        }
-        (self.out / "phases.json").write_text(json.dumps(data, indent=2) + "\n")
+        evidence.write_table(
+            self.console, self.out, self.phases.phases, {**fields, "timings": self.timings}, title
+        )
 
     # -- the phases -------------------------------------------------------------------
 
