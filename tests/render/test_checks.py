@@ -74,6 +74,14 @@ BREAKAGES = {
         "--dprt",
     ),
     "cloud-init": ("boot/user-data", "runcmd: 5\n", "cloud-init schema", "runcmd"),
+    # cloud.cfg.d is base configuration: its base-only keys (datasource_list, network) pass
+    # on every cloud-init, and what is left is checked as strictly as user data
+    "cloud-init-base": (
+        "master/etc/cloud/cloud.cfg.d/90_scooby.cfg",
+        "runcmd: 5\n",
+        "cloud-init schema",
+        "runcmd",
+    ),
     "systemd": (
         "master/etc/systemd/system/scooby-firstboot.service",
         "FooBar=1\n",
