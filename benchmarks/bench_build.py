@@ -1,7 +1,10 @@
 """Build benchmarks on this machine: run on demand (as root), prints every figure.
 
-    python benchmarks/bench_build.py [--repo DIR] [--skip-second-cold]
+    python benchmarks/bench_build.py [--repo DIR] [--no-peer] [--skip-second-cold]
 
+0. the peer, cold: Debian's own Raspberry Pi image recipe (image-specs, Pi 4 bookworm, with
+   vmdb2: benchmarks/peer/, its source and every change in its README.md), run first and
+   back to back with Scooby's cold build, so both meet the same machine
 1. cold build: `scooby build --clean --k3s=none` (empty .cache/ of the bench repository)
 2. rebuild after changing only an agent file
 3. image size (apparent and allocated)
@@ -53,10 +56,19 @@ def tree_rss(pid: int) -> int:
     return total
 
 
+PEER = ROOT / "benchmarks" / "peer"
+
+
 def timed_build(repo: Path, *extra: str) -> tuple[float, int, str]:
+    return timed(["scooby", "build", "--repo", str(repo), "--k3s=none", *extra])
+
+
+def timed(cmd: list[str], cwd: Path | None = None) -> tuple[float, int, str]:
+    """Wall time, peak memory of the process tree, and output (with the load average)."""
     start = time.monotonic()
     proc = subprocess.Popen(
-        ["scooby", "build", "--repo", str(repo), "--k3s=none", *extra],
+        cmd,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -67,7 +79,7 @@ def timed_build(repo: Path, *extra: str) -> tuple[float, int, str]:
         time.sleep(0.2)
     out = proc.stdout.read()
     if proc.returncode != 0:
-        sys.exit(f"build failed:\n{out}")
+        sys.exit(f"{cmd[0]} failed:\n{out[-4000:]}")
     # The machine is shared: say how busy it was (1, 5, 15 min load averages at the end).
     out += "load average at the end: {:.1f} {:.1f} {:.1f}\n".format(*os.getloadavg())
     return time.monotonic() - start, peak, out
@@ -130,12 +142,45 @@ def compare(a: Path, b: Path, work: Path) -> None:
     shutil.rmtree(work / "b")
 
 
+def peer(work: Path) -> dict:
+    """Debian's image-specs Pi 4 bookworm recipe with vmdb2, cold (no rootfs tarball)."""
+    if not shutil.which("vmdb2"):
+        sys.exit("the peer needs vmdb2: apt-get install --no-install-recommends vmdb2 "
+                 "debootstrap kpartx parted dosfstools (or run with --no-peer)")  # fmt: skip
+    work.mkdir(parents=True, exist_ok=True)
+    image = work / "raspi_4_bookworm.img"
+    image.unlink(missing_ok=True)
+    cmd = ["vmdb2", f"--output={image}", f"--log={work / 'vmdb2.log'}", "raspi_4_bookworm.yaml"]
+    seconds, peak, out = timed(cmd, cwd=PEER)
+    print(out[-2000:])
+    return {"wall": seconds, "peak": peak, **sizes(image)}
+
+
+def sizes(image: Path) -> dict:
+    st = image.stat()
+    return {"raw": st.st_size, "allocated": st.st_blocks * 512}
+
+
+def table(rows: dict[str, dict]) -> None:
+    print(f"{'what':<44} {'wall':>9} {'peak mem':>9} {'raw / allocated image':>22}")
+    for what, r in rows.items():
+        size = (
+            f"{r['raw'] / 2**30:.2f} / {r['allocated'] / 2**30:.2f} GiB" if "raw" in r else "same"
+        )
+        print(f"{what:<44} {r['wall']:>7.1f} s {r['peak'] / 2**30:>5.2f} GiB {size:>22}")
+    if "peer, cold" in rows:
+        ratio = rows["Scooby, cold"]["wall"] / rows["peer, cold"]["wall"]
+        print(f"Scooby cold / peer cold: {ratio:.3f} (target <= 0.12)")
+    print("load average at the end: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
+
+
 def main() -> None:
     from test_image import make_repo
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=ROOT / "build" / "bench" / "repo")
     parser.add_argument("--skip-second-cold", action="store_true")
+    parser.add_argument("--no-peer", action="store_true", help="skip the peer (about 50 min)")
     args = parser.parse_args()
     repo = args.repo.resolve()
     cache = repo / ".cache"
@@ -145,8 +190,13 @@ def main() -> None:
     make_repo(repo)
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     image = repo / "images" / "scooby.img"
+    rows: dict[str, dict] = {}
+    if not args.no_peer:
+        rows["peer, cold"] = peer(repo.parent / "peer")
+        print(f"peer cold: {rows['peer, cold']['wall']:.1f} s")
 
     seconds, peak, out = timed_build(repo, "--clean")
+    rows["Scooby, cold"] = {"wall": seconds, "peak": peak, **sizes(image)}
     print(out)
     print(f"cold build: {seconds:.1f} s, peak memory (process tree RSS) {peak / 2**30:.2f} GiB")
     size = image.stat().st_size
@@ -164,6 +214,8 @@ def main() -> None:
         f"rebuild after changing an agent file: {seconds:.1f} s, "
         f"peak memory {peak2 / 2**30:.2f} GiB"
     )
+    rows["Scooby, warm (one agent file changed)"] = {"wall": seconds, "peak": peak2}
+    table(rows)
 
     if args.skip_second_cold:
         return
