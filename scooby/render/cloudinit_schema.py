@@ -23,8 +23,8 @@ import re
 import sys
 from contextlib import redirect_stdout
 
-from cloudinit import safeyaml
 import yaml
+from cloudinit import safeyaml
 from cloudinit.config.schema import (
     SchemaValidationError,
     get_schema,
