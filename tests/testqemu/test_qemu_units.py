@@ -276,3 +276,31 @@ def test_only_an_earlier_runs_evidence_is_cleared(tmp_path: Path) -> None:
     clear_evidence(tmp_path)
     left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
     assert left == ["keep", "keep/me.log", "notes.txt"]
+
+
+def test_the_harness_edits_its_own_copy_of_the_tree_never_the_images(tmp_path: Path) -> None:
+    from scooby.testqemu import pidtb
+
+    nodes = "".join(
+        f"{name} {{ compatible = \"x\"; status = \"okay\"; mmc-pwrseq = <1>; }};"
+        for name in ("clock@7ef00000", "interrupt-controller@7ef00100", "i2c@7ef04500",
+                     "i2c@7ef09500", "mmc@7e300000")
+    )  # fmt: skip
+    source = tmp_path / "t.dts"
+    source.write_text(f"/dts-v1/; / {{ soc {{ {nodes} }}; }};")
+    image_dtb = tmp_path / "bcm2711-rpi-4-b.dtb"
+    subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", image_dtb, source], check=True)
+    before = image_dtb.read_bytes()
+    copy = pidtb.harness_copy(image_dtb, tmp_path / "copy.dtb", pidtb.RASPI4B)
+
+    def get(dtb: Path, node: str, prop: str) -> str:
+        done = subprocess.run(["fdtget", dtb, node, prop], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else "<none>"
+
+    assert image_dtb.read_bytes() == before
+    for c in pidtb.RASPI4B:
+        if c.prop:
+            assert get(copy, c.node, c.prop) == "<none>" and get(copy, c.node, "status") == "okay"
+        else:
+            assert get(copy, c.node, "status") == "disabled", c.node
+        assert c.reason in c.describe()
