@@ -6,6 +6,8 @@ from __future__ import annotations
 import shlex
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from scooby.core import layout
 from scooby.testqemu.phases import Failed
@@ -37,9 +39,14 @@ def agent_bootrom(s, deadline: float) -> str:
         s.net.rom_address(f"{agent.ip}/{prefix}")
         folder = s.work / f"{agent.name}-boot"
         folder.mkdir(exist_ok=True)
+        names = ("cmdline.txt", layout.KERNEL, layout.INITRD)
+        # Three transfers at once: each is lock-step (a block, its ACK) and waits mostly on
+        # the emulated master, so they overlap; the files and the server are the ROM's.
+        with ThreadPoolExecutor(len(names)) as pool:
+            fetch = partial(bootrom.tftp_get, s.net.rom, ack.server)
+            files = list(pool.map(fetch, [f"{agent.pxe_id}/{name}" for name in names]))
         sizes = []
-        for name in ("cmdline.txt", layout.KERNEL, layout.INITRD):
-            data = bootrom.tftp_get(s.net.rom, ack.server, f"{agent.pxe_id}/{name}")
+        for name, data in zip(names, files, strict=True):
             (folder / name).write_bytes(data)
             sizes.append(f"{name} {len(data) / 2**20:.1f} MiB")
     finally:
@@ -62,8 +69,7 @@ def boot_agent(s, console_name: str) -> None:
         [("tap,ifname=tap-agent,script=no,downscript=no", s.agent.mac)],
     )
     s.agent_vm = q.VM(s.agent.name, s.net.ns, console, argv)
-    s.vms.append(s.agent_vm)
-    s.agent_vm.start()
+    s.start_vm(s.agent_vm)
 
 
 def agent_online(s, deadline: float, key: str) -> str:
@@ -80,7 +86,7 @@ def agent_banner(s, deadline: float) -> str:
 
 
 def agent_root(s, deadline: float) -> str:
-    wait_ssh(s.agent_cmd, deadline)
+    wait_ssh(s.agent_link(), deadline)
     master_ip = s.cluster.master.internal.ip
     want = f"{master_ip}:{layout.AGENT_MOUNTS}/{s.agent.name}"
     root = check(s.agent_cmd, "findmnt -n -o FSTYPE,SOURCE /", deadline).split()
@@ -118,13 +124,13 @@ def agent_write(s, deadline: float) -> str:
 
 
 def agent_reset(s, deadline: float) -> str:
-    # Power the agent off first, as `scooby-agent reset` asks.
-    s.agent_cmd("sudo systemctl poweroff", 30)
-    stop_by = min(deadline, time.monotonic() + 120)
-    while s.agent_vm.running() and time.monotonic() < stop_by:
-        time.sleep(2)
-    halted = "powered off" if not s.agent_vm.running() else "stopped (poweroff hung)"
+    # Power the agent off first, as `scooby-agent reset` asks. Its connection drops as it
+    # goes down: not an SSH failure to retry. QEMU exits when the guest powers off.
+    s.agent_link().run("sudo systemctl poweroff", 30, retry=False)
+    halted = "powered off" if s.agent_vm.exited(min(120, deadline - time.monotonic())) else (
+        "stopped (poweroff hung)")  # fmt: skip
     s.agent_vm.stop()
+    s.agent_link().close()
     out = check(s.master_cmd, f"sudo {layout.SCOOBY_AGENT} reset {s.agent.name}",
                       deadline)  # fmt: skip
     upper = f"{layout.AGENT_UPPERS}/{s.agent.name}"
@@ -145,7 +151,7 @@ def agent_reboot(s, deadline: float) -> str:
     agent_bootrom(s, deadline)
     boot_agent(s, f"{s.agent.name}.console-2.log")
     banner = agent_online(s, deadline, "qemu_start_to_agent_banner_after_reset")
-    wait_ssh(s.agent_cmd, deadline)
+    wait_ssh(s.agent_link(), deadline)
     gone = s.agent_cmd(f"test ! -e {PROBE}", deadline - time.monotonic())
     if gone.returncode != 0:
         raise Failed(f"{PROBE} survived the reset")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 from scooby.testqemu.phases import PASSED, one_line, table
@@ -11,11 +12,14 @@ from scooby.testqemu.phases import PASSED, one_line, table
 def save(s) -> None:
     """The master's (and agent's) journal while they still run; consoles are already
     files under `out`."""
+    jobs = []
     if s.phases.status("master-ssh") == PASSED and s.master and s.master.running():
-        save_journal(s, "master-journal.txt", s.master_cmd)
+        jobs.append(("master-journal.txt", s.master_cmd))
     agent_up = s.agent_vm is not None and s.agent_vm.running()
     if agent_up and s.phases.status("agent-banner") == PASSED:
-        save_journal(s, "agent-journal.txt", s.agent_cmd)
+        jobs.append(("agent-journal.txt", s.agent_cmd))
+    with ThreadPoolExecutor(max(len(jobs), 1)) as pool:  # both at once
+        list(pool.map(lambda job: save_journal(s, *job), jobs))
 
 
 def save_journal(s, name: str, command) -> None:

@@ -44,8 +44,7 @@ def prepare(s, deadline: float) -> str:
 
 
 def master_banner(s, deadline: float) -> str:
-    s.vms.append(s.master)
-    s.master.start()
+    s.start_vm(s.master)
     banner = f"{s.cluster.master.hostname.upper()} WILL PATROL TONIGHT"
     seconds = console_wait(s.master, banner, deadline)
     s.timings["qemu_start_to_master_banner"] = seconds
@@ -54,7 +53,7 @@ def master_banner(s, deadline: float) -> str:
 
 
 def master_ssh(s, deadline: float) -> str:
-    wait_ssh(s.master_cmd, deadline)
+    wait_ssh(s.master_link(), deadline)
     release = check(s.master_cmd, f"cat {layout.RELEASE_FILE}", deadline)
     for line in release.splitlines():
         key, _, value = line.partition("=")

@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -158,13 +159,22 @@ class Network:
     ns: str = ""
     rom: str = ""
     made: list[str] = field(default_factory=list)
+    # Phases run in threads: once delete() began, no namespace is made any more.
+    closed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self.ns, self.rom = f"{self.tag}-net", f"{self.tag}-rom"
 
+    def _add_netns(self, name: str) -> None:
+        with self.lock:
+            if self.closed:
+                raise RuntimeError(f"namespace {name}: the run is ending")
+            _ip("netns", "add", name)
+            self.made.append(name)
+
     def create(self, test_address: ipaddress.IPv4Interface) -> None:
-        _ip("netns", "add", self.ns)
-        self.made.append(self.ns)
+        self._add_netns(self.ns)
         _ip("-n", self.ns, "link", "set", "lo", "up")
         _ip("-n", self.ns, "link", "add", "br0", "type", "bridge", "stp_state", "0")
         _ip("-n", self.ns, "link", "set", "br0", "type", "bridge", "forward_delay", "0")
@@ -180,8 +190,7 @@ class Network:
     def add_rom(self, mac: str) -> str:
         """The boot ROM's NIC: eth0 with the agent's MAC, in namespace `rom`."""
         if self.rom not in self.made:
-            _ip("netns", "add", self.rom)
-            self.made.append(self.rom)
+            self._add_netns(self.rom)
         _ip("-n", self.ns, "link", "add", "rom", "type", "veth", "peer", "eth0", "netns", self.rom)
         _ip("-n", self.ns, "link", "set", "rom", "master", "br0")
         _ip("-n", self.ns, "link", "set", "rom", "up")
@@ -199,9 +208,11 @@ class Network:
 
     def delete(self) -> None:
         # Deleting a namespace deletes its taps, bridge and veth ends.
-        for ns in reversed(self.made):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        self.made.clear()
+        with self.lock:
+            self.closed = True
+            for ns in reversed(self.made):
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            self.made.clear()
 
 
 # -- a VM -------------------------------------------------------------------------------
@@ -246,6 +257,14 @@ class VM:
         except FileNotFoundError:
             return ""
 
+    def _read_from(self, offset: int) -> bytes:
+        try:
+            with self.console.open("rb") as f:
+                f.seek(offset)
+                return f.read()
+        except FileNotFoundError:
+            return b""
+
     def tail(self, lines: int = 25) -> str:
         return "\n".join(self.text().replace("\r", "").splitlines()[-lines:])
 
@@ -257,10 +276,14 @@ class VM:
 
     def wait_for(self, banner: str, deadline: float, since: int = 0) -> float:
         """Seconds from QEMU's start until a console line (after offset `since`) starts with
-        `banner`."""
+        `banner`: the console file is read as QEMU writes it, every fifth of a second."""
+        seen, want = since, banner.encode()  # seen: where the last complete line ended
         while True:
-            if self.banner_lines(banner, since):
+            data = self._read_from(seen)
+            lines = data.replace(b"\r", b"\n").split(b"\n")
+            if any(ln.strip().startswith(want) for ln in lines):
                 return time.monotonic() - self.started
+            seen += len(data) - len(lines[-1])
             if not self.running():
                 code = self.proc.returncode if self.proc else None
                 said = self.console.with_suffix(".qemu.log").read_text().strip().splitlines()
@@ -269,7 +292,15 @@ class VM:
                 )
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name}: no {banner!r} on its console")
-            time.sleep(1)
+            time.sleep(0.2)
+
+    def exited(self, timeout: float) -> bool:
+        """Wait until QEMU exits (the guest powered off), at most `timeout` s: whether it did."""
+        try:
+            self.proc.wait(timeout=max(timeout, 0))
+            return True
+        except subprocess.TimeoutExpired:
+            return False
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -17,6 +17,7 @@ import secrets
 import shutil
 import signal
 import tempfile
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -26,15 +27,8 @@ from scooby.testqemu import agent as agent_phases
 from scooby.testqemu import evidence
 from scooby.testqemu import k3s as k3s_phases
 from scooby.testqemu import master as master_phases
-from scooby.testqemu.phases import (
-    FAILED,
-    NOT_RUN,
-    PASSED,
-    SKIPPED,
-    Phase,
-    Phases,
-)
-from scooby.testqemu.ssh import SSH_PORT, ssh
+from scooby.testqemu.phases import FAILED, NOT_RUN, PASSED, SKIPPED, Failed, Phase, Phases, Step
+from scooby.testqemu.ssh import SSH_PORT, Link
 
 DEFAULT_IMAGE = IMAGE
 EVIDENCE = "build/test-qemu"
@@ -43,25 +37,30 @@ EVIDENCE = "build/test-qemu"
 # -- the run ----------------------------------------------------------------------------
 
 
-# Every phase, in the data flow's order: (name, timeout in s, phase(session, deadline), needs).
-# `needs` skips what cannot run after a failure (and marks SKIPPED what follows a SKIPPED).
+# Every phase, in the data flow's order: (name, timeout in s, phase(session, deadline), needs,
+# after). A phase starts once those in `needs` and `after` have finished, and runs only if
+# those in `needs` passed (a SKIPPED one skips it too): the master's checks run while the
+# agent boots. `after` orders phases that touch the same thing without needing each other:
+# `scooby-agent reset` remounts what master-exports reads; K3S wants the agent back up.
+MASTER_CHECKS = ("master-exports", "master-nat", "external-isolation")
 PLAN = (
-    ("prepare", 300, master_phases.prepare, ()),
-    ("master-banner", 1200, master_phases.master_banner, ("prepare",)),
-    ("master-ssh", 300, master_phases.master_ssh, ("master-banner",)),
-    ("master-services", 120, master_phases.master_services, ("master-ssh",)),
-    ("master-exports", 120, master_phases.master_exports, ("master-ssh",)),
-    ("master-nat", 120, master_phases.master_nat, ("master-ssh",)),
-    ("external-isolation", 180, master_phases.external_isolation, ("master-ssh",)),
-    ("agent-bootrom", 180, agent_phases.agent_bootrom, ("master-services",)),
-    ("agent-banner", 1200, agent_phases.agent_banner, ("agent-bootrom",)),
-    ("agent-root", 300, agent_phases.agent_root, ("agent-banner",)),
-    ("agent-write", 120, agent_phases.agent_write, ("agent-root",)),
-    ("agent-reset", 300, agent_phases.agent_reset, ("agent-write",)),
-    ("agent-reboot", 1200, agent_phases.agent_reboot, ("agent-reset",)),
-    ("k3s-nodes", 900, k3s_phases.k3s_nodes, ("agent-banner", "master-services")),
-    ("k3s-manifest", 600, k3s_phases.k3s_manifest, ("k3s-nodes",)),
-)
+    ("prepare", 300, master_phases.prepare, (), ()),
+    ("master-banner", 1200, master_phases.master_banner, ("prepare",), ()),
+    ("master-ssh", 300, master_phases.master_ssh, ("master-banner",), ()),
+    ("master-services", 120, master_phases.master_services, ("master-ssh",), ()),
+    ("master-exports", 120, master_phases.master_exports, ("master-ssh",), ()),
+    ("master-nat", 120, master_phases.master_nat, ("master-ssh",), ()),
+    ("external-isolation", 180, master_phases.external_isolation, ("master-ssh",), ()),
+    ("agent-bootrom", 180, agent_phases.agent_bootrom, ("master-services",), ()),
+    ("agent-banner", 1200, agent_phases.agent_banner, ("agent-bootrom",), ()),
+    ("agent-root", 300, agent_phases.agent_root, ("agent-banner",), ()),
+    ("agent-write", 120, agent_phases.agent_write, ("agent-root",), ()),
+    ("agent-reset", 300, agent_phases.agent_reset, ("agent-write",), MASTER_CHECKS),
+    ("agent-reboot", 1200, agent_phases.agent_reboot, ("agent-reset",), ()),
+    ("k3s-nodes", 900, k3s_phases.k3s_nodes, ("agent-banner", "master-services"),
+     ("agent-reboot",)),
+    ("k3s-manifest", 600, k3s_phases.k3s_manifest, ("k3s-nodes",), ()),
+)  # fmt: skip
 
 
 def pick_agent(cluster, name: str | None):
@@ -136,6 +135,9 @@ class Session:
         self.phases = Phases(echo=self._echo)
         self.net = qemuvm.Network(f"scbq{os.getpid() % 100000}")
         self.vms: list = []
+        self.links: dict[tuple[int, str], Link] = {}  # (id of the VM, host): its connection
+        self.lock = threading.Lock()  # phases run in threads: VMs start only until closing
+        self.closing = False
         self.master = None
         self.agent_vm = None
         self.work = Path()
@@ -164,16 +166,14 @@ class Session:
         self.work = Path(tempfile.mkdtemp(prefix="scooby-test-qemu."))
         old = {signal.SIGINT: signal.getsignal(signal.SIGINT)}
         old |= {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
-        p = self.phases.run
+        steps = [Step(n, t, partial(phase, self), needs, *after) for n, t, phase, needs, *after
+                 in self.plan]  # fmt: skip
         try:
-            for name, timeout, phase, needs in self.plan:
-                p(name, timeout, partial(phase, self), needs)
+            self.phases.run_plan(steps)
         except (KeyboardInterrupt, Interrupted) as exc:
             name = "SIGINT" if isinstance(exc, KeyboardInterrupt) else str(exc)
             self.interrupted = True
-            running = self.phases.phases[-1] if self.phases.phases else None
-            if running is not None and running.status == NOT_RUN and not running.detail:
-                running.status, running.detail = FAILED, f"interrupted ({name})"
+            self.phases.interrupt(f"interrupted ({name})")
             raise KeyboardInterrupt from None
         finally:
             try:
@@ -182,9 +182,7 @@ class Session:
                 # Nothing interrupts the cleanup itself: no VM or namespace is left behind.
                 for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                     signal.signal(s, signal.SIG_IGN)
-                for vm in self.vms:
-                    vm.stop()
-                self.net.delete()
+                self.close()
                 if keep:
                     shutil.move(str(self.work), self.out / "work")
                 else:
@@ -194,8 +192,49 @@ class Session:
                 evidence.report(self)
         return self.phases
 
+    def close(self) -> None:
+        """Stop every VM and connection and delete the namespaces; no VM starts after."""
+        with self.lock:
+            self.closing = True
+            links = list(self.links.values())
+        for link in links:
+            link.end()
+        for vm in self.vms:
+            vm.stop()
+        self.net.delete()
+
+    def start_vm(self, vm) -> None:
+        with self.lock:
+            if self.closing:
+                raise Failed("the run is ending: no VM starts now")
+            self.vms.append(vm)
+            vm.start()
+
+    def link(self, vm, host: str, port: int) -> Link:
+        """The shared SSH connection to `vm`; a VM that stopped takes its connection along."""
+        with self.lock:
+            for key, link in list(self.links.items()):
+                if key[0] != id(vm) and link.proc is not None and not self._alive(key[0]):
+                    link.close()
+            key = (id(vm), host)
+            if key not in self.links:
+                control = self.work / f"ssh-{len(self.links)}"
+                link = Link(self.net.ns, self.identity, self.user, host, port, control)
+                link.ended = self.closing
+                self.links[key] = link
+            return self.links[key]
+
+    def _alive(self, vm_id: int) -> bool:
+        return any(id(vm) == vm_id and vm.running() for vm in self.vms)
+
+    def master_link(self) -> Link:
+        return self.link(self.master, "127.0.0.1", SSH_PORT)
+
+    def agent_link(self) -> Link:
+        return self.link(self.agent_vm, str(self.agent.ip), 22)
+
     def master_cmd(self, command: str, timeout: float = 120):
-        return ssh(self.net.ns, self.identity, self.user, "127.0.0.1", SSH_PORT, command, timeout)
+        return self.master_link().run(command, timeout)
 
     def agent_cmd(self, command: str, timeout: float = 120):
-        return ssh(self.net.ns, self.identity, self.user, str(self.agent.ip), 22, command, timeout)
+        return self.agent_link().run(command, timeout)

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import struct
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,18 @@ import pytest
 from rich.console import Console
 
 from scooby.testqemu import bootrom, qemuvm
-from scooby.testqemu.phases import FAILED, NOT_RUN, PASSED, SKIPPED, Phases, Skip, one_line, table
+from scooby.testqemu.phases import (
+    FAILED,
+    NOT_RUN,
+    PASSED,
+    SKIPPED,
+    Failed,
+    Phases,
+    Skip,
+    Step,
+    one_line,
+    table,
+)
 from scooby.testqemu.probes import probe_payload
 from scooby.testqemu.session import clear_evidence
 
@@ -112,6 +124,93 @@ def test_the_table_shows_every_phase_with_its_result_and_times() -> None:
     for want in ("master-banner", "passed", "SKIPPED", "K3S_MODE=none", "FAILED", "900 s"):
         assert want in text
     assert "1 passed · 1 FAILED · 1 SKIPPED · 0 not run" in text
+
+
+def test_a_plan_runs_what_does_not_depend_on_each_other_at_once() -> None:
+    seen: list[str] = []
+
+    def step(name: str, seconds: float = 0.0, fail: bool = False):
+        def check(deadline: float) -> str:
+            seen.append(f"{name} start")
+            time.sleep(seconds)
+            seen.append(f"{name} end")
+            if fail:
+                raise Failed(f"{name} broke")
+            return name
+
+        return check
+
+    phases = Phases()
+    phases.run_plan(
+        [
+            Step("boot", 10, step("boot")),
+            Step("slow-check", 10, step("slow-check", 0.3), ("boot",), ()),
+            Step("agent", 10, step("agent", 0.1), ("boot",), ()),
+            Step("broken", 10, step("broken", fail=True), ("agent",), ()),
+            Step("after-broken", 10, step("after-broken"), ("broken",), ()),
+            Step("reset", 10, step("reset"), ("agent",), ("slow-check",)),
+            Step("last", 10, step("last")),  # after=None: after the step before it
+        ]
+    )
+    got = {p.name: (p.status, p.detail) for p in phases.phases}
+    assert list(got) == ["boot", "slow-check", "agent", "broken", "after-broken", "reset", "last"]
+    assert got["broken"] == (FAILED, "broken broke")
+    assert got["after-broken"] == (NOT_RUN, "needs broken (FAILED)")
+    assert got["reset"] == (PASSED, "reset") and got["last"] == (PASSED, "last")
+    # The agent ran while the slow check did; reset waited for the slow check (`after`).
+    assert seen.index("agent end") < seen.index("slow-check end") < seen.index("reset start")
+    assert seen.index("reset end") < seen.index("last start")
+    start = {p.name: p.start for p in phases.phases}
+    assert abs(start["slow-check"] - start["agent"]) < 0.2
+    text = Console(width=200, record=True, no_color=True)
+    text.print(table(phases.phases))
+    assert "total 0 s" in text.export_text()  # the wall time, not the sum of the phases
+
+
+def test_a_plan_that_waits_for_a_phase_it_does_not_have_is_refused() -> None:
+    with pytest.raises(ValueError, match="nope"):
+        Phases().run_plan([Step("a", 1, lambda d: None, ("nope",))])
+
+
+def test_an_interrupted_plan_reports_the_running_phase_and_nothing_after() -> None:
+    phases = Phases()
+    release = threading.Event()
+
+    def boot(deadline: float) -> str:
+        release.wait(5)
+        return "came up after the interruption"
+
+    def interrupt_soon() -> None:
+        time.sleep(0.3)
+        phases.interrupt("interrupted (SIGTERM)")
+        release.set()
+
+    threading.Thread(target=interrupt_soon).start()
+    phases.run_plan([Step("boot", 10, boot), Step("next", 10, lambda d: "ran")])
+    got = {p.name: (p.status, p.detail) for p in phases.phases}
+    assert got["boot"] == (FAILED, "interrupted (SIGTERM)")
+    assert got["next"][0] in (NOT_RUN, FAILED) and got["next"] != (PASSED, "ran")
+
+
+def test_the_console_wait_sees_a_banner_line_written_piece_by_piece(tmp_path: Path) -> None:
+    console = tmp_path / "vm.console.log"
+    vm = qemuvm.VM("vm", "ns", console, ["sleep", "30"])
+    vm.proc = subprocess.Popen(["sleep", "30"])
+    vm.started = time.monotonic()
+    console.write_bytes(b"[  OK  ] Starting Scooby: WILLOW IS ONLINE...\r\nWILL")
+
+    def write_later() -> None:
+        time.sleep(0.5)
+        with console.open("ab") as f:
+            f.write(b"OW IS ONLINE (without K3S)\r\n")
+
+    threading.Thread(target=write_later).start()
+    try:
+        assert vm.wait_for("WILLOW IS ONLINE", time.monotonic() + 10) >= 0.5
+        assert vm.banner_lines("WILLOW IS ONLINE") == ["WILLOW IS ONLINE (without K3S)"]
+    finally:
+        vm.proc.kill()
+        vm.proc.wait()
 
 
 def test_a_failed_command_is_one_line() -> None:
