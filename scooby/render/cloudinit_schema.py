@@ -8,13 +8,9 @@ once per file, which saves starting cloud-init (a quarter of a second) for each 
 Usage: python3 cloudinit_schema.py FILE...; prints one JSON object a line:
 {"path": FILE, "errors": [[LINE or null, MESSAGE], ...]}
 
-A file under `etc/cloud/cloud.cfg.d/` is cloud-init's *base* configuration, not user data.
-Its base-only keys (`datasource_list`, `network`, ...) are read by cloud-init itself, and
-the user-data schema does not list them: cloud-init 22.4 (Debian 12) let unknown top-level
-keys pass, 25.1 (Debian 13) rejects them. So such a file is checked without those keys;
-every other key in it is checked as strictly as user data. The keys are the ones cloud-init's
-"Base configuration" reference documents
-(https://docs.cloud-init.io/en/latest/reference/base_config_reference.html).
+A file under `etc/cloud/cloud.cfg.d/` is cloud-init's base configuration, not user data: it is
+checked without its base-only keys (cloudinit_base.py, beside this file), and every other
+key in it as strictly as user data.
 """
 
 import io
@@ -31,21 +27,15 @@ from cloudinit.config.schema import (
     validate_cloudconfig_file,
     validate_cloudconfig_schema,
 )
+from cloudinit_base import is_base_config, user_data_part  # beside this file: sys.path[0]
 
 FORMAT_MARK = re.compile(r"^format-l(\d+)\.c\d+$")
-BASE_CONFIG_DIR = "/etc/cloud/cloud.cfg.d/"
-BASE_ONLY_KEYS = {
-    "datasource_list", "datasource", "network", "system_info", "cloud_init_modules",
-    "cloud_config_modules", "cloud_final_modules", "def_log_file", "syslog_fix_perms",
-    "log_cfgs", "output", "manual_cache_clean", "disable_network_activation", "reporting",
-    "vendor_data", "vendor_data2", "allow_userdata", "disable_ec2_metadata",
-}  # fmt: skip
 
 
 def problems(path, schema):
     try:
         with redirect_stdout(io.StringIO()):  # deprecation notes, as the command prints them
-            if BASE_CONFIG_DIR in path:
+            if is_base_config(path):
                 _check_base_config(path, schema)
             else:
                 validate_cloudconfig_file(path, schema, False)
@@ -61,7 +51,7 @@ def _check_base_config(path, schema):
         config = yaml.safe_load(f)
     if not isinstance(config, dict):
         raise RuntimeError(f"{path} is not a YAML mapping")
-    rest = {key: value for key, value in config.items() if key not in BASE_ONLY_KEYS}
+    rest = user_data_part(config)
     validate_cloudconfig_schema(rest, schema=schema, strict=True, log_details=False)
 
 

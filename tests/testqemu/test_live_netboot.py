@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE
+from conftest import EXAMPLE, ROOT
 
 from scooby.build import tftp
 from scooby.core import layout
@@ -347,7 +347,11 @@ def test_an_agent_overlay_mounts_from_fstab_and_resets(
     through, index=on,nfs_export=on take effect, and the documented reset recipe works.
     """
     agent = master.cluster.agent("willow")
-    root = tmp_path / "root"
+    # A short root: pytest's tmp_path is deep, and the fstab's lowerdir (three paths under
+    # the root) must stay within the 256 bytes the kernel's fsconfig takes for a string
+    # (util-linux >= 2.39 mounts through fsconfig). The master's own paths are checked by
+    # test_overlay_lowerdir_fits_fsconfig below.
+    root = Path(tempfile.mkdtemp(prefix="scooby-ovl-")) / "root"
     root.mkdir()
     image = tmp_path / "root.ext4"
     subprocess.run(["truncate", "-s", "64M", str(image)], check=True)
@@ -393,7 +397,10 @@ def test_an_agent_overlay_mounts_from_fstab_and_resets(
         mounted.insert(0, merged)
 
         def mount_all() -> None:  # the recipe's `mount -a`, against this fstab
-            subprocess.run(["mount", "--fstab", str(fstab), "-a"], check=True, capture_output=True)
+            run = subprocess.run(
+                ["mount", "--fstab", str(fstab), "-a"], capture_output=True, text=True
+            )
+            assert run.returncode == 0, f"mount -a: {run.stderr}\n{fstab.read_text()}"
 
         mount_all()
         assert (merged / "etc/hostname").read_text() == f"{agent.name}\n"  # the private layer
@@ -414,6 +421,23 @@ def test_an_agent_overlay_mounts_from_fstab_and_resets(
     finally:
         for m in mounted:
             subprocess.run(["umount", "--lazy", str(m)], capture_output=True)
+        shutil.rmtree(root.parent)  # after the lazy unmounts: nothing mounted is crossed
+
+
+def test_overlay_lowerdir_fits_fsconfig() -> None:
+    """The master's fstab line for an agent with the longest name a hostname can have: its
+    lowerdir value fits the 256 bytes (with the NUL) that the kernel's fsconfig(2) takes for
+    a string (fs/fsopen.c: strndup_user(value, 256)). util-linux >= 2.39 (Debian 13, the
+    master's base) mounts through fsconfig; longer, and the overlay fails to mount."""
+    name = "a" * 63
+    lowerdir = f"{layout.AGENT_LAYERS}/{name}:{layout.AGENT_SHARED}:{layout.AGENT_BASE}"
+    fstab = (ROOT / "templates/master/etc/fstab.j2").read_text()
+    template = (
+        "{{ layout.AGENT_LAYERS }}/{{ agent.name }}:{{ layout.AGENT_SHARED }}:"
+        "{{ layout.AGENT_BASE }},"
+    )
+    assert f"lowerdir={template}" in fstab  # the line this test measures
+    assert len(lowerdir) <= 255, len(lowerdir)
 
 
 def _mount_options(mount_point: Path) -> set[str]:
