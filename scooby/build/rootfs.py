@@ -24,6 +24,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from scooby.build import profile
 from scooby.build.cache import digest_files
 from scooby.core.paths import TEMPLATES_DIR
 
@@ -98,7 +99,9 @@ def _common(debs: Path) -> list[str]:
     return [
         "nice", "-n", "10",
         "unshare", "--mount", "--propagation", "private",
-        "mmdebstrap", "--mode=root", "--architectures=arm64", f"--components={COMPONENTS}",
+        # --verbose: apt's and dpkg's output too, for the log's per-step profile
+        "mmdebstrap", "--mode=root", "--verbose", "--architectures=arm64",
+        f"--components={COMPONENTS}",
         f"--dpkgopt={BASE_TEMPLATES / 'dpkg' / 'excludes'}",
         '--aptopt=Apt::Install-Recommends "false"',
         "--skip=essential/unlink",
@@ -106,19 +109,29 @@ def _common(debs: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _run(cmd: list[str], debs: Path, log, **env: str) -> None:
-    """Run mmdebstrap; on Ctrl-C or SIGTERM give it time to clean up its chroot first."""
+def _run(cmd: list[str], debs: Path, log, title: str, **env: str) -> None:
+    """Run mmdebstrap, its output stamped into the log and profiled (scooby.build.profile);
+    on Ctrl-C or SIGTERM give it time to clean up its chroot first."""
     log.write(f"$ {' '.join(cmd)}\n")
     log.flush()
     clean_tmp(debs)
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**_env(debs), **env})
+    timing = profile.Profile()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**_env(debs), **env}
+    )
     try:
+        profile.stamp(proc.stdout, log, timing)
         returncode = proc.wait()
+        timing.finish()
+        log.write(timing.table(title))
+        log.flush()
     except BaseException:
         # Ctrl-C reached mmdebstrap too (same process group); a SIGTERM to us did not.
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=120)
+            # keep reading its output while it cleans up: a full pipe would block it
+            rest, _ = proc.communicate(timeout=120)
+            log.write(rest.decode("utf-8", "replace"))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -153,7 +166,7 @@ def agent_base(out: Path, suite: str, mirrors: list[str], debs: Path, log) -> No
         str(out),
         *mirrors,
     ]
-    _run(cmd, debs, log)
+    _run(cmd, debs, log, "agent-base")
 
 
 def master_base(
@@ -185,4 +198,4 @@ def master_base(
         *mirrors,
     ]
     # SCOOBY_PACKAGES: read by customize10-master-packages.sh
-    _run(cmd, debs, log, SCOOBY_PACKAGES=" ".join(packages("master")))
+    _run(cmd, debs, log, "master-base", SCOOBY_PACKAGES=" ".join(packages("master")))
