@@ -201,7 +201,7 @@ def agent_stage(base, cache, log, key, rootfs):
     A cached root is also checked against the archive's current state (its archive.json):
     when a pocket changed (a security fix) it is rebuilt; offline, it is used as it is.
     """
-    from scooby.build import archive
+    from scooby.build import archive, profile
     from scooby.build.assemble import debian_boot_files, unpack
     from scooby.build.squashfs import squashfs
 
@@ -218,10 +218,11 @@ def agent_stage(base, cache, log, key, rootfs):
     rootfs.agent_base(tmp / "rootfs.tar", base.suite, lines, cache.debs, log)
     archive.record(tmp, current)
     tree = tmp / "tree"
-    unpack(tmp / "rootfs.tar", tree)
-    debian_boot_files(tree, tmp / "boot")
-    squashfs(tree, tmp / "base.squashfs", log)
-    shutil.rmtree(tree)
+    with profile.timed(log, "agent-base unpack + squashfs"):
+        unpack(tmp / "rootfs.tar", tree)
+        debian_boot_files(tree, tmp / "boot")
+        squashfs(tree, tmp / "base.squashfs", log)
+        shutil.rmtree(tree)
     note = "archive changed: rebuilt" if hit else ""
     return (cache.commit("agent-base", stage_key, tmp), stage_key), False, note
 

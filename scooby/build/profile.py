@@ -18,10 +18,11 @@ qemu-user is mostly emulated work and, unlike wall time, hardly depends on what 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 TOP_STEPS = 12
@@ -131,3 +132,14 @@ def stamp(stream, log, profile: Profile) -> None:
     for raw in iter(stream.readline, b""):
         log.write(profile.line(raw.decode("utf-8", "replace")))
         log.flush()
+
+
+@contextlib.contextmanager
+def timed(log, title: str) -> Iterator[None]:
+    """One line in the log for a native step (untar, mksquashfs): wall and CPU time of the
+    child processes it ran."""
+    start, cpu = time.monotonic(), _children_cpu()
+    yield
+    wall, cpu = time.monotonic() - start, _children_cpu() - cpu
+    log.write(f"--- profile: {title}: wall {wall:.1f} s, CPU (user+sys) {cpu:.1f} s\n")
+    log.flush()

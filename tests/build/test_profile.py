@@ -123,3 +123,13 @@ def test_lines_that_start_nothing_keep_the_phase():
     assert profile.step_of("Created symlink /a -> /b.") is None
     assert profile.step_of("Unpacking zstd (1.5.7) ...") == ""
     assert profile.step_of("update-initramfs: Generating /boot/initrd.img-6.12") == "initramfs"
+
+
+def test_a_native_step_gets_one_line_with_its_wall_and_cpu_time():
+    log = io.StringIO()
+    with profile.timed(log, "agent-base unpack + squashfs"):
+        subprocess.run(["python3", "-c", "sum(range(9**7))"], check=True)
+    line = log.getvalue()
+    assert line.startswith("--- profile: agent-base unpack + squashfs: wall ")
+    cpu = float(line.split("CPU (user+sys) ")[1].split(" s")[0])
+    assert cpu > 0 and line.count("\n") == 1
