@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import random
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
+
+# A shell runs a background job with SIGINT ignored when job control is off (POSIX), and
+# an ignored signal stays ignored across exec: every Scooby the tests start would then
+# shrug off the Ctrl-C that the interrupt tests send. With a handler here, the children
+# start with the default again (exec resets handled signals, not ignored ones).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"

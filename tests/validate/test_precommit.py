@@ -108,7 +108,9 @@ def test_syntax_hook_reports_yaml_and_json_errors_with_their_line(tmp_path):
             "ok.yaml": "a: !Ref b\n---\nc: [1, 2]\n",  # custom tags and documents are fine
             "ok.json": '{"a": [1]}',
             "bad.yaml": "a: 1\nb: [\n",
-            "bad.json": '{\n  "a": 1,\n}\n',
+            # a missing value: every Python places it on line 3 (a trailing comma moved from
+            # line 3 to line 2 in Python 3.13, whose message names the comma itself)
+            "bad.json": '{\n  "a": 1,\n  "b": ]\n}\n',
         },
     )
     run = hook("scooby.validate.syntax", "ok.yaml", "ok.json", "bad.yaml", "bad.json", cwd=tmp_path)
