@@ -11,6 +11,7 @@ import ipaddress
 import json
 import struct
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -190,6 +191,37 @@ def test_an_interrupted_plan_reports_the_running_phase_and_nothing_after() -> No
     got = {p.name: (p.status, p.detail) for p in phases.phases}
     assert got["boot"] == (FAILED, "interrupted (SIGTERM)")
     assert got["next"][0] in (NOT_RUN, FAILED) and got["next"] != (PASSED, "ran")
+
+
+SIGTERM_MID_PLAN = """
+import signal, sys, time
+from scooby.testqemu.phases import Phases, Step
+
+def stop(signum, frame):
+    raise KeyboardInterrupt
+signal.signal(signal.SIGTERM, stop)
+phases = Phases()
+try:
+    phases.run_plan([Step("boot", 60, lambda d: time.sleep(30)), Step("after", 60, lambda d: 1)])
+except KeyboardInterrupt:
+    phases.interrupt("interrupted (SIGTERM)")
+print([(p.name, p.status, p.detail) for p in phases.phases], flush=True)
+"""
+
+
+def test_a_signal_reaches_the_plan_while_a_phase_runs_in_its_thread() -> None:
+    """The scheduling thread takes the signal at once (a phase's thread cannot), so the run
+    ends in seconds, not after the running phase's own wait."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGTERM_MID_PLAN], stdout=subprocess.PIPE, text=True
+    )
+    time.sleep(1.5)
+    start = time.monotonic()
+    proc.terminate()
+    out, _ = proc.communicate(timeout=20)
+    assert time.monotonic() - start < 5
+    assert "('boot', 'FAILED', 'interrupted (SIGTERM)')" in out
+    assert "('after', 'not run', '')" in out
 
 
 def test_the_console_wait_sees_a_banner_line_written_piece_by_piece(tmp_path: Path) -> None:
