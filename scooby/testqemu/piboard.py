@@ -12,7 +12,9 @@ the next power of two, as QEMU's SD card model requires, and larger than the ima
 boot grows the root as on a real card. raspi3b boots from the emulated SD card or from a USB
 mass-storage device on its DWC2 USB; two USB network adapters (QEMU user networking,
 restrict=on: no packet leaves this machine) stand in for the Pi 3B's own USB Ethernet and
-the README's second adapter. raspi4b (QEMU >= 9) has no PCIe, GENET or USB: SD only, no network.
+the README's second adapter. raspi4b (QEMU >= 9) models neither GENET nor PCIe (where the
+Pi 4's USB ports are): SD only, no network; it gets the test harness's copy of the device
+tree, with the concessions to what QEMU lacks named in pidtb.
 
 Phases: prepare, root-mounted (the kernel mounted the image's root from the medium),
 master-banner (the master says it is ready, which it does after multi-user.target), and
@@ -53,7 +55,7 @@ class Board:
     expected_failures: dict[str, str] = field(default_factory=dict)
 
 
-NO_NETWORK = "QEMU's raspi4b has no Ethernet (no GENET, no PCIe, no USB)"
+NO_NETWORK = "QEMU's raspi4b has no Ethernet (it models neither GENET nor PCIe)"
 NO_CLOCK = (
     "no time server answers (the test's networking reaches nothing), so the clock never "
     "syncs and the bounded wait for it fails; K3S would start on the fake-hwclock time"
