@@ -19,6 +19,7 @@ are kept in .cache/debs and fed back in, so a rebuild of a stage downloads nothi
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -188,7 +189,13 @@ def master_base(
         *([f"--keyring={keyring}"] if keyring else []),
         *_snapshot(mirrors),
         "--variant=custom",
-        f"--setup-hook=tar-in {agent_tar} /",
+        # The agent root, unpacked by tar itself (root mode: hooks run outside the chroot, as
+        # root), with the options mmdebstrap's `tar-in` special hook uses. Not `tar-in`: it
+        # streams the tarball through mmdebstrap's hook socket, and in a fresh Debian 13 root
+        # that failed ("special hook failed with exit code 13", mmdebstrap got SIGPIPE) where
+        # an earlier run of the same stage had passed.
+        "--setup-hook=tar --numeric-owner --xattrs --xattrs-include='*' "
+        f'--directory="$1" --extract --file={shlex.quote(str(agent_tar))}',
         f"--customize-hook={HOOKS / 'customize10-master-packages.sh'}",
         f"--customize-hook={HOOKS / 'customize95-cache-debs.sh'}",
         f"--customize-hook={HOOKS / 'customize85-archive.sh'}",
