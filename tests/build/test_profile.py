@@ -128,8 +128,11 @@ def test_lines_that_start_nothing_keep_the_phase():
 def test_a_native_step_gets_one_line_with_its_wall_and_cpu_time():
     log = io.StringIO()
     with profile.timed(log, "agent-base unpack + squashfs"):
-        subprocess.run(["python3", "-c", "sum(range(9**7))"], check=True)
+        # a child that spends 0.5 s of CPU whatever the machine's speed (a fixed amount of
+        # work took under 0.05 s on a fast machine: "CPU 0.0 s")
+        busy = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass"
+        subprocess.run(["python3", "-c", busy], check=True)
     line = log.getvalue()
     assert line.startswith("--- profile: agent-base unpack + squashfs: wall ")
     cpu = float(line.split("CPU (user+sys) ")[1].split(" s")[0])
-    assert cpu > 0 and line.count("\n") == 1
+    assert cpu >= 0.4 and line.count("\n") == 1
