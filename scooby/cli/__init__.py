@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -55,12 +56,17 @@ def report(err: ScoobyError) -> None:
         print(diagnostic, file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, starting_handler=None) -> int:
+    """`starting_handler`: the SIGINT handler `python -m scooby` installed while modules load
+    (scooby/__main__.py); it stays until every command's module is imported, then Ctrl-C
+    raises KeyboardInterrupt again, for the commands' own clean-up."""
     try:
         args = parser().parse_args(argv)  # imports every command: Ctrl-C may land here
     except KeyboardInterrupt:
         print("scooby: interrupted", file=sys.stderr)
         return 130
+    if starting_handler and signal.getsignal(signal.SIGINT) is starting_handler:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if not args.repo.is_dir():
         print(f"scooby: error: --repo {args.repo}: not a directory", file=sys.stderr)
         return 2
