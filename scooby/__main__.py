@@ -2,7 +2,6 @@
 
 import os
 import signal
-import sys
 
 
 def _interrupted_while_starting(signum, frame):
@@ -16,10 +15,6 @@ def _interrupted_while_starting(signum, frame):
 # Only where Ctrl-C is live: a shell's background job keeps it ignored, as it should stay.
 if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _interrupted_while_starting)
-try:
-    from scooby.cli import main
-except KeyboardInterrupt:
-    print("scooby: interrupted", file=sys.stderr)
-    raise SystemExit(130) from None
+from scooby.cli import main  # noqa: E402  (after the handler: Ctrl-C is covered from here on)
 
 raise SystemExit(main(starting_handler=_interrupted_while_starting))
