@@ -21,6 +21,7 @@ lives under /var/lib/scooby on the root file system for now). See docs/day2.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -94,12 +95,21 @@ def state_write(s, deadline: float) -> str:
     check(s.master_cmd, f"echo {s.token} | sudo tee {STATE_PROBE} >/dev/null", deadline)
     s.boot_id = boot_id(s, deadline)
     # A is done: power it off, so B has the CPU (TCG on two cores) and the tap.
-    s.agent_cmd("sudo systemctl poweroff", 30)
-    stop_by = min(deadline, time.monotonic() + 90)
-    while s.agent_vm.running() and time.monotonic() < stop_by:
-        time.sleep(2)
+    return f"{STATE_PROBE} written; boot_id {s.boot_id}; agent A {power_off(s, deadline)}"
+
+
+def power_off(s, deadline: float) -> str:
+    """Power the running agent off and wait for QEMU to exit (it does when the guest powers
+    off). `--no-block` returns once the job is queued, so ssh has its exit status before the
+    guest's network goes; a plain `systemctl poweroff` could leave ssh waiting on a peer that
+    is gone until the command's timeout (v3's first run). If ssh still gets no answer, QEMU's
+    exit below is what counts."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        s.agent_link().run("sudo systemctl poweroff --no-block", 30, retry=False)
+    halted = s.agent_vm.exited(min(120, deadline - time.monotonic()))
     s.agent_vm.stop()
-    return f"{STATE_PROBE} written; boot_id {s.boot_id}; agent A powered off"
+    s.agent_link().close()
+    return "powered off" if halted else "stopped (poweroff hung)"
 
 
 def deploy(s, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -171,9 +181,9 @@ def agent_b_banner(s, deadline: float) -> str:
 
 
 def v3_deploy(s, deadline: float) -> str:
-    s.agent_cmd("sudo systemctl poweroff", 30)  # B is not needed any more
+    halted = power_off(s, deadline)  # B is not needed any more: the deploy gets the CPU
     (s.repo / "agents" / "willow.agent").unlink()
-    return figures(s, "v3_live_deploy", deploy(s).stdout)
+    return f"agent B {halted}; " + figures(s, "v3_live_deploy", deploy(s).stdout)
 
 
 def v3_gone(s, deadline: float) -> str:
