@@ -9,11 +9,18 @@ HELP = "deploy the repository to a running master over SSH (live when no reboot 
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument(
         "--to",
-        required=True,
         metavar="HOST",
         help="the master, as ssh takes it: [USER@]HOST (USER defaults to LC_DEFAULT_USER)",
+    )
+    where.add_argument(
+        "--bundle",
+        type=Path,
+        metavar="DIR",
+        help="write DIR/scooby-deploy.tar.gz and DIR/SHA256SUMS for `scooby-update` on the"
+        " master (a release to pull) instead of deploying",
     )
     parser.add_argument(
         "--dry-run",
@@ -47,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from scooby.validate import validated
 
     cluster = validated(args.repo)
+    if args.bundle is not None:
+        return write_bundle(cluster, args)
     host = args.to if "@" in args.to else f"{cluster.secrets.default_user}@{args.to}"
     target = Target(host, args.port, args.identity, tuple(args.ssh_option))
     if args.rollback:
@@ -60,4 +69,22 @@ def run(args: argparse.Namespace) -> int:
     if result.output:
         print(result.output.rstrip())
     print(f"deployed to {args.to} in {result.seconds:.1f} s, {result.sent} bytes sent")
+    return 0
+
+
+def write_bundle(cluster, args: argparse.Namespace) -> int:
+    import os
+
+    from scooby.core.errors import ScoobyError, error
+    from scooby.deploy import bundle
+
+    if args.dry_run or args.rollback:
+        raise ScoobyError(error("", None, "--bundle takes neither --dry-run nor --rollback"))
+    path, record = bundle.write(cluster, args.repo / "build" / "deploy", args.bundle)
+    sums = os.path.relpath(args.bundle / bundle.SUMS)
+    print(
+        f"{os.path.relpath(path)}: {len(record['files'])} files, {len(record['agents'])} agents,"
+        f" {path.stat().st_size} bytes; its sha256 is in {sums}"
+    )
+    print(f"on the master: sudo scooby-update https://.../{bundle.BUNDLE} (SHA256SUMS beside it)")
     return 0

@@ -75,6 +75,32 @@ DEPLOY_RECORD = "/var/lib/scooby/deploy/record.json"
 # `scooby deploy --rollback` returns there.
 DEPLOY_PREVIOUS = "/var/lib/scooby/deploy/previous"
 SCOOBY_APPLY = "/usr/local/sbin/scooby-apply"  # the master's half of a live deploy
+SCOOBY_UPDATE = "/usr/local/sbin/scooby-update"  # the pull side: a release bundle, on the master
+# A deploy's on-master path prefix -> the action that makes a running master pick the change
+# up ("": read when used). A path no prefix matches needs a reboot (A/B). The first match
+# wins. `scooby deploy` (scooby.deploy.plan) and scooby-update on the master plan with it.
+DEPLOY_LIVE: tuple[tuple[str, str], ...] = (
+    ("/etc/dnsmasq.d/", "dnsmasq"),  # dhcp-host lines are read only at start: restart
+    ("/etc/hosts", "dnsmasq"),  # dnsmasq answers from /etc/hosts
+    ("/etc/exports.d/", "exportfs"),
+    ("/etc/fstab", "daemon-reload"),  # the agents' overlay mounts are fstab lines
+    # Its ordering lines name each agent's mount unit; nothing else in it changes with agents.
+    ("/etc/systemd/system/scooby-k3s-token.service", "daemon-reload"),
+    ("/etc/lighttpd/", "lighttpd"),
+    ("/etc/iptables/", "iptables"),
+    ("/etc/sysctl.d/", "sysctl"),
+    ("/etc/udev/rules.d/", "udev"),
+    ("/etc/rancher/k3s/", "k3s"),
+    ("/etc/scooby/authorized_keys", ""),  # sshd reads it at each login
+    (f"{TFTP_ROOT}/", ""),
+    (f"{HTTP_ROOT}/", ""),
+    (f"{AGENT_LAYERS}/", ""),  # an agent reads its layer through its overlay
+    ("/var/lib/rancher/k3s/server/manifests/", ""),  # K3S watches the folder
+    ("/usr/local/sbin/", ""),
+)
+# The order scooby-apply runs the actions in.
+DEPLOY_ACTIONS = ("daemon-reload", "dnsmasq", "exportfs", "lighttpd", "iptables", "sysctl",
+                  "udev", "k3s")  # fmt: skip
 
 
 def instance_id(name: str, *parts: str) -> str:

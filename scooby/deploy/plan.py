@@ -12,27 +12,8 @@ from dataclasses import dataclass, field
 
 from scooby.core import layout
 
-# On-master path prefix -> the action that makes a running master pick the change up
-# ("" : read when used, nothing to reload). The first matching prefix wins.
-LIVE: tuple[tuple[str, str], ...] = (
-    ("/etc/dnsmasq.d/", "dnsmasq"),  # dhcp-host lines are read only at start: restart
-    ("/etc/hosts", "dnsmasq"),  # dnsmasq answers from /etc/hosts
-    ("/etc/exports.d/", "exportfs"),
-    ("/etc/fstab", "daemon-reload"),  # the agents' overlay mounts are fstab lines
-    # Its ordering lines name each agent's mount unit; nothing else in it changes with agents.
-    ("/etc/systemd/system/scooby-k3s-token.service", "daemon-reload"),
-    ("/etc/lighttpd/", "lighttpd"),
-    ("/etc/iptables/", "iptables"),
-    ("/etc/sysctl.d/", "sysctl"),
-    ("/etc/udev/rules.d/", "udev"),
-    ("/etc/rancher/k3s/", "k3s"),
-    ("/etc/scooby/authorized_keys", ""),  # sshd reads it at each login
-    (f"{layout.TFTP_ROOT}/", ""),
-    (f"{layout.HTTP_ROOT}/", ""),
-    (f"{layout.AGENT_LAYERS}/", ""),  # an agent reads its layer through its overlay
-    ("/var/lib/rancher/k3s/server/manifests/", ""),  # K3S watches the folder
-    ("/usr/local/sbin/", ""),
-)
+# On-master path prefix -> action; the first match wins (shared with scooby-update).
+LIVE = layout.DEPLOY_LIVE
 
 
 MANIFESTS = "/var/lib/rancher/k3s/server/manifests/"
@@ -68,16 +49,7 @@ class Plan:
         )
 
 
-ACTION_ORDER = (
-    "daemon-reload",
-    "dnsmasq",
-    "exportfs",
-    "lighttpd",
-    "iptables",
-    "sysctl",
-    "udev",
-    "k3s",
-)
+ACTION_ORDER = layout.DEPLOY_ACTIONS
 
 
 def plan(old: dict, new: dict) -> Plan:

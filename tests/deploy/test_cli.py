@@ -58,3 +58,16 @@ def test_the_build_writes_the_deploy_record(tmp_path):
     }
     assert f"{layout.SCOOBY_APPLY}" in written["files"]
     assert "/boot/firmware/cmdline.txt" in written["files"]
+
+
+def test_a_bundle_for_scooby_update(repo, tmp_path):
+    out = tmp_path / "dist"
+    done = scooby("deploy", "--repo", str(repo), "--bundle", str(out))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["SHA256SUMS", "scooby-deploy.tar.gz"]
+    assert "scooby-deploy.tar.gz" in (out / "SHA256SUMS").read_text()
+    both = scooby("deploy", "--repo", str(repo), "--bundle", str(out), "--to", "buffy")
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+    dry = scooby("deploy", "--repo", str(repo), "--bundle", str(out), "--dry-run")
+    assert dry.returncode == 1 and dry.stderr.count("\n") == 1, dry.stderr
+    assert "--bundle takes neither --dry-run nor --rollback" in dry.stderr

@@ -574,10 +574,10 @@ def test_shell_scripts_parse_and_are_executable(out):
         p for tree in ("master", *(f"agents/{a}" for a in AGENTS))
         for p in (out / tree / "usr/local/sbin").iterdir()
     )  # fmt: skip
-    assert len(scripts) == 8 + 6 * len(AGENTS)
+    assert len(scripts) == 9 + 6 * len(AGENTS)
     for path in scripts:
         assert os.access(path, os.X_OK), path
-        if path.name == "scooby-apply":  # the master's half of `scooby deploy`: Python
+        if path.name in ("scooby-apply", "scooby-update"):  # the master's side of a deploy
             assert path.read_text().startswith("#!/usr/bin/python3\n"), path
             compile(path.read_text(), str(path), "exec")
             continue
