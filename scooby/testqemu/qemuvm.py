@@ -251,6 +251,15 @@ class VM:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) QEMU has used so far; `ip netns exec` execs it, so it is
+        the process we started. 0 once it has exited."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (AttributeError, FileNotFoundError, ProcessLookupError):
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def text(self) -> str:
         try:
             return self.console.read_bytes().decode(errors="replace")

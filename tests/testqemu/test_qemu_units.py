@@ -245,6 +245,30 @@ def test_the_console_wait_sees_a_banner_line_written_piece_by_piece(tmp_path: Pa
         vm.proc.wait()
 
 
+def test_the_cpu_time_of_a_vm_is_its_process_s(tmp_path: Path) -> None:
+    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    vm = qemuvm.VM("vm", "ns", tmp_path / "c.log", [])
+    assert vm.cpu_seconds() == 0.0  # not started
+    vm.proc = subprocess.Popen([sys.executable, "-c", spin + "input()"], stdin=subprocess.PIPE)
+    try:
+        end = time.monotonic() + 60
+        while vm.cpu_seconds() < 0.3 and time.monotonic() < end:
+            time.sleep(0.05)  # it spins 0.3 s of CPU, then waits for its input
+        assert 0.3 <= vm.cpu_seconds() < 5
+    finally:
+        vm.proc.communicate(b"\n")
+    assert vm.cpu_seconds() == 0.0  # exited and reaped
+
+
+def test_the_pi_banner_wait_scales_with_qemus_cpu_time() -> None:
+    from scooby.testqemu.piboard import BANNER_CPU, BANNER_WALL, banner_overdue
+
+    assert not banner_overdue(BANNER_WALL - 1, BANNER_CPU * 2, capped=False)
+    assert not banner_overdue(BANNER_WALL * 1.5, BANNER_CPU - 1, capped=False)  # starved
+    assert banner_overdue(BANNER_WALL, BANNER_CPU, capped=False)
+    assert banner_overdue(1, 0, capped=True)  # the phase's own timeout bounds it
+
+
 def test_a_failed_command_is_one_line() -> None:
     exc = subprocess.CalledProcessError(2, ["mcopy", "x"], stderr="line one\nline two\n")
     assert one_line(exc) == "`mcopy x` exited 2: line one line two"
@@ -413,9 +437,9 @@ def test_the_harness_edits_its_own_copy_of_the_tree_never_the_images(tmp_path: P
     from scooby.testqemu import pidtb
 
     nodes = "".join(
-        f"{name} {{ compatible = \"x\"; status = \"okay\"; mmc-pwrseq = <1>; }};"
+        f"{name} {{ compatible = \"x\"; status = \"okay\"; mmc-pwrseq = <1>; clocks = <1 0>; }};"
         for name in ("clock@7ef00000", "interrupt-controller@7ef00100", "i2c@7ef04500",
-                     "i2c@7ef09500", "mmc@7e300000")
+                     "i2c@7ef09500", "mmc@7e300000", "serial@7e215040")
     )  # fmt: skip
     source = tmp_path / "t.dts"
     source.write_text(f"/dts-v1/; / {{ soc {{ {nodes} }}; }};")
@@ -430,7 +454,10 @@ def test_the_harness_edits_its_own_copy_of_the_tree_never_the_images(tmp_path: P
 
     assert image_dtb.read_bytes() == before
     for c in pidtb.RASPI4B:
-        if c.prop:
+        if c.prop and c.value is not None:
+            assert get(copy, c.node, c.prop) == str(c.value)
+            assert get(copy, c.node, "status") == "okay"
+        elif c.prop:
             assert get(copy, c.node, c.prop) == "<none>" and get(copy, c.node, "status") == "okay"
         else:
             assert get(copy, c.node, "status") == "disabled", c.node
