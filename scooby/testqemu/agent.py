@@ -111,6 +111,40 @@ def rancher_disk(s, deadline: float, tag: str) -> str:
     return f"ext4 {rancher[1]} {tag}={value}"
 
 
+# The disk's way out and back in: its PCI function removed, then found again by a rescan.
+_UNPLUG = (
+    "sudo systemctl stop var-lib-rancher.mount"
+    ' && pci=$(readlink -f "/sys/class/block/$(lsblk -n -o PKNAME {dev})/device/..")'
+    ' && echo 1 | sudo tee "$pci/remove" >/dev/null'
+)
+_REPLUG = "echo 1 | sudo tee /sys/bus/pci/rescan >/dev/null"
+
+
+def agent_late_disk(s, deadline: float) -> str:
+    """A local disk that appears after fstab's device timeout (a slow USB disk; udev late on a
+    loaded agent) is still mounted, with nothing waiting for it: the disk is unmounted, its
+    PCI device removed, then found again, and /var/lib/rancher must come back by itself."""
+    source = check(s.agent_cmd, "findmnt -n -o SOURCE /var/lib/rancher", deadline).strip()
+    check(s.agent_cmd, _UNPLUG.format(dev=shlex.quote(source)), deadline)
+    gone = check(s.agent_cmd, f"for i in $(seq 60); do test -e {layout.RANCHER_DEVICE} || "
+                 "{ echo gone; break; }; sleep 1; done", deadline)  # fmt: skip
+    if gone.strip() != "gone":
+        raise Failed(f"{layout.RANCHER_DEVICE} still there after its PCI device was removed")
+    check(s.agent_cmd, _REPLUG, deadline)
+    started = time.monotonic()
+    while True:
+        got = s.agent_cmd("findmnt -n -o FSTYPE,SOURCE /var/lib/rancher", 60).stdout.split()
+        if got[:1] == ["ext4"]:
+            return (
+                f"disk removed and found again: /var/lib/rancher = ext4 {got[1]} "
+                f"{time.monotonic() - started:.0f} s later, with nothing waiting for it"
+            )
+        if time.monotonic() > deadline:
+            unit = s.agent_cmd("systemctl status --no-pager -n 5 var-lib-rancher.mount", 60)
+            raise Failed(f"not mounted again: {' '.join(unit.stdout.split())[-600:]}")
+        time.sleep(2)
+
+
 def agent_write(s, deadline: float) -> str:
     check(s.agent_cmd, f"echo {s.token} | sudo tee {PROBE} >/dev/null && sync", deadline)
     upper = f"{layout.AGENT_UPPERS}/{s.agent.name}{PROBE}"

@@ -388,9 +388,11 @@ def test_the_rancher_disk_is_found_by_partuuid_or_file_system_uuid(out):
     uuid = "d5f9e6c2-493c-48da-baf2-0c63dd7a36b1"
     link = layout.RANCHER_DEVICE.removeprefix("/dev/")
     common = 'ACTION!="remove", SUBSYSTEM=="block"'
+    # A disk that appears after fstab's device timeout still gets mounted, and K3S started.
+    late = 'ENV{SYSTEMD_WANTS}+="k3s-agent.service"'
     assert _rancher_rules(out, "willow") == [
-        f'{common}, ENV{{ID_PART_ENTRY_UUID}}=="{uuid}", SYMLINK+="{link}"',
-        f'{common}, ENV{{ID_FS_UUID}}=="{uuid}", SYMLINK+="{link}"',
+        f'{common}, ENV{{ID_PART_ENTRY_UUID}}=="{uuid}", SYMLINK+="{link}", {late}',
+        f'{common}, ENV{{ID_FS_UUID}}=="{uuid}", SYMLINK+="{link}", {late}',
     ]
 
 

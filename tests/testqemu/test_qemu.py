@@ -48,6 +48,7 @@ ALL_PHASES = (
     "agent-bootrom",
     "agent-banner",
     "agent-root",
+    "agent-late-disk",
     "agent-write",
     "agent-reset",
     "agent-reboot",
@@ -193,7 +194,14 @@ def test_without_its_dnsmasq_config_the_agent_gets_no_dhcp(built: Built, tmp_pat
     assert "no DHCP lease for b8:27:eb:81:1a:52" in got["agent-bootrom"][1]
     # TFTP went with the config: the internal side of the isolation probe says so.
     assert got["external-isolation"] == ("FAILED", "udp/69 does not answer on the internal side")
-    for name in ("agent-banner", "agent-root", "agent-write", "agent-reset", "agent-reboot"):
+    for name in (
+        "agent-banner",
+        "agent-root",
+        "agent-late-disk",
+        "agent-write",
+        "agent-reset",
+        "agent-reboot",
+    ):
         assert got[name][0] == "not run", (name, got[name])
     assert "BUFFY WILL PATROL TONIGHT" in (out / "master.console.log").read_text()
     journal = (out / "master-journal.txt").read_text()
