@@ -377,6 +377,28 @@ def test_release_file(image: Image, repo: Path):
     assert not image.exists(layout.K3S_BINARY)
 
 
+def test_ca_certificates_and_python_bytecode_made_outside_the_installs(image: Image):
+    """The build makes /etc/ssl/certs and the packages' .pyc files after the package installs
+    (hooks customize20-*.sh): all there, and no stand-in, record or diversion left behind."""
+    certs = image.ls("/etc/ssl/certs")
+    pems = [name for name in certs if name.endswith(".pem")]
+    hashed = [name for name in certs if re.fullmatch(r"[0-9a-f]{8}\.\d+", name)]
+    bundle = image.read("/etc/ssl/certs/ca-certificates.crt")
+    assert len(pems) > 100 and len(hashed) == len(pems)
+    assert bundle.count(b"-----BEGIN CERTIFICATE-----") == len(pems)
+    assert image.symlink("/etc/ssl/certs/" + pems[0]).startswith("/usr/share/ca-certificates/")
+    diversions = image.read("/var/lib/dpkg/diversions").decode()
+    assert "update-ca-certificates" not in diversions and "py3compile" not in diversions
+    assert b"scooby build" not in image.read("/usr/sbin/update-ca-certificates")
+    assert b"scooby build" not in image.read("/usr/bin/py3compile")
+    assert not image.exists("/var/cache/scooby-py3compile")
+    for package in ("cloudinit", "yaml", "jinja2", "requests"):
+        folder = f"/usr/lib/python3/dist-packages/{package}"
+        sources = {n.removesuffix(".py") for n in image.ls(folder) if n.endswith(".py")}
+        compiled = {n.split(".", 1)[0] for n in image.ls(f"{folder}/__pycache__")}
+        assert sources and sources <= compiled, (package, sorted(sources - compiled))
+
+
 def test_no_secrets_host_keys_or_machine_id(image: Image):
     for secret in (GITHUB_TOKEN, AWS_SECRET):
         found = subprocess.run(["grep", "-F", "-q", "-a", secret, str(image.path)])
