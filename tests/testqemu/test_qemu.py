@@ -17,6 +17,8 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,29 +166,58 @@ def test_the_default_image_boots_and_netboots_an_agent(built: Built) -> None:
     assert sha256(built.image) == before  # booted through a copy-on-write overlay only
 
 
-def broken_copy(image: Path, dest: Path, path: str) -> Path:
-    """A copy of `image` with `path` removed from its root file system (debugfs, no mount)."""
-    subprocess.run(["cp", "--sparse=always", str(image), str(dest)], check=True)
-    start = diskimage.partition(dest, layout.ROOT_PARTITION).offset
+@contextmanager
+def broken_view(image: Path, work: Path, path: str) -> Iterator[Path]:
+    """`image` with `path` removed from its root file system, and no second image: a qcow2
+    overlay over it takes the few blocks debugfs writes, and qemu-storage-daemon's FUSE
+    export shows the overlay as a raw disk file (what test-qemu boots) while the test runs."""
+    overlay, view = work / "broken.qcow2", work / "broken.img"
     subprocess.run(
-        ["debugfs", "-w", "-R", f"rm {path}", f"{dest}?offset={start}"],
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.resolve()), "-F", "raw"]
+        + [str(overlay)],
         check=True,
-        capture_output=True,
     )
-    check = subprocess.run(
-        ["debugfs", "-R", f"stat {path}", f"{dest}?offset={start}"], capture_output=True, text=True
+    view.touch()  # a FUSE export's mount point is a file
+    daemon = subprocess.Popen(
+        ["qemu-storage-daemon", "--blockdev", f"driver=file,node-name=file,filename={overlay}"]
+        + ["--blockdev", "driver=qcow2,node-name=disk,file=file", "--export"]
+        + [f"type=fuse,id=view,node-name=disk,mountpoint={view},writable=on"],
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    assert "File not found" in check.stderr, "debugfs did not remove " + path
-    return dest
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(view):
+            assert daemon.poll() is None and time.monotonic() < deadline, daemon.stderr.read()
+            time.sleep(0.1)
+        start = diskimage.partition(view, layout.ROOT_PARTITION).offset
+        subprocess.run(
+            ["debugfs", "-w", "-R", f"rm {path}", f"{view}?offset={start}"],
+            check=True,
+            capture_output=True,
+        )
+        check = subprocess.run(
+            ["debugfs", "-R", f"stat {path}", f"{view}?offset={start}"],
+            capture_output=True,
+            text=True,
+        )
+        assert "File not found" in check.stderr, "debugfs did not remove " + path
+        yield view
+    finally:
+        daemon.terminate()  # unmounts the view
+        daemon.communicate(timeout=30)
 
 
 def test_without_its_dnsmasq_config_the_agent_gets_no_dhcp(built: Built, tmp_path: Path) -> None:
     """The master boots and serves SSH, but nothing answers the boot ROM: agent-bootrom fails
     (and the isolation probe finds no TFTP on the internal side), what needs them is not run,
     and the evidence (consoles, journal, table) is kept."""
-    image = broken_copy(built.image, tmp_path / "broken.img", "/etc/dnsmasq.d/scooby.conf")
+    before = built.image.stat()
     out = tmp_path / "evidence"
-    done, report = run_test_qemu(built, image, out)
+    with broken_view(built.image, tmp_path, "/etc/dnsmasq.d/scooby.conf") as image:
+        done, report = run_test_qemu(built, image, out)
+    after = built.image.stat()
+    assert (after.st_mtime_ns, after.st_size) == (before.st_mtime_ns, before.st_size)
     got = statuses(report)
     assert done.returncode == 1, done.stderr[-4000:]
     assert got["master-banner"][0] == "passed"
