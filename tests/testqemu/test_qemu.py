@@ -39,6 +39,15 @@ AGENT = (
     "AGENT_PXE_ID=c6811a52\nAGENT_K3S_ARGS=\n"
 )
 NO_K3S = ("k3s-nodes", "k3s-manifest")
+# The agent's phases that need its boot ROM's lease (a broken master runs none of them).
+AFTER_BOOTROM = (
+    "agent-banner",
+    "agent-root",
+    "agent-late-disk",
+    "agent-write",
+    "agent-reset",
+    "agent-reboot",
+)
 ALL_PHASES = (
     "prepare",
     "master-banner",
@@ -48,12 +57,7 @@ ALL_PHASES = (
     "master-nat",
     "external-isolation",
     "agent-bootrom",
-    "agent-banner",
-    "agent-root",
-    "agent-late-disk",
-    "agent-write",
-    "agent-reset",
-    "agent-reboot",
+    *AFTER_BOOTROM,
     *NO_K3S,
 )
 
@@ -225,14 +229,7 @@ def test_without_its_dnsmasq_config_the_agent_gets_no_dhcp(built: Built, tmp_pat
     assert "no DHCP lease for b8:27:eb:81:1a:52" in got["agent-bootrom"][1]
     # TFTP went with the config: the internal side of the isolation probe says so.
     assert got["external-isolation"] == ("FAILED", "udp/69 does not answer on the internal side")
-    for name in (
-        "agent-banner",
-        "agent-root",
-        "agent-late-disk",
-        "agent-write",
-        "agent-reset",
-        "agent-reboot",
-    ):
+    for name in AFTER_BOOTROM:
         assert got[name][0] == "not run", (name, got[name])
     assert "BUFFY WILL PATROL TONIGHT" in (out / "master.console.log").read_text()
     journal = (out / "master-journal.txt").read_text()
