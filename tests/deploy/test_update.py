@@ -3,8 +3,9 @@ local file or over HTTPS, checked against SHA256SUMS and applied by scooby-apply
 
 Both scripts run for real against a master tree in a temporary directory (SCOOBY_APPLY_ROOT,
 as in test_apply.py: the commands scooby-apply would run are logged there, not run -- a TEST
-DOUBLE for the master's services). The HTTPS server is real: Python's http.server behind
-ssl, on loopback, with a throwaway certificate made by openssl; curl fetches from it.
+DOUBLE for the master's services). The HTTPS server is real (tests/nethelpers.py: Python's
+http.server behind ssl, on loopback, its certificate signed by a throwaway CA made by
+openssl); curl fetches from it.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import textwrap
 from pathlib import Path
 
 import pytest
 from conftest import WILLOW, write_repo
+from nethelpers import https_server, make_ca
 from test_apply import XANDER, Version, at, commands, install, tree
 from test_apply import apply as push
 
@@ -173,52 +174,22 @@ def test_plain_http_is_refused_before_any_download(master):
 
 # -- over HTTPS: a real TLS server on loopback ----------------------------------------------
 
-SERVER = textwrap.dedent(
-    """
-    import functools, http.server, ssl, sys
-    folder, cert, key = sys.argv[1:4]
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=folder)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
-    """
-)
-
 
 @pytest.fixture
 def https(tmp_path, master):
-    """(the bundle's https URL, the throwaway CA certificate): dist/ served over TLS."""
+    """(the bundle's https URL, the throwaway CA's certificate): dist/ served over TLS."""
     if shutil.which("openssl") is None or shutil.which("curl") is None:
         pytest.skip("needs openssl and curl (scripts/packages.txt)")
     _, _, dist = master
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
-         "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(dist), str(cert), str(key)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        port = int(server.stdout.readline())
-        yield f"https://127.0.0.1:{port}/{bundle.BUNDLE}", cert
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    ca, cert, key = make_ca(tmp_path / "tls", "127.0.0.1")
+    with https_server(dist, cert, key) as port:
+        yield f"https://127.0.0.1:{port}/{bundle.BUNDLE}", ca
 
 
 def test_a_bundle_over_https(master, https):
     root, _, _ = master
-    url, cert = https
-    done = update(root, "--cacert", str(cert), url)
+    url, ca = https
+    done = update(root, "--cacert", str(ca), url)
     assert done.returncode == 0, done.stderr
     assert "agents added: xander" in done.stdout
     assert at(root, f"{layout.TFTP_ROOT}/c6811a53/cmdline.txt").is_file()
@@ -234,8 +205,8 @@ def test_an_untrusted_certificate_is_refused(master, https):
 
 def test_a_tampered_download_is_refused(master, https):
     root, _, dist = master
-    url, cert = https
+    url, ca = https
     (dist / bundle.BUNDLE).write_bytes((dist / bundle.BUNDLE).read_bytes() + b"\0")
     before = tree(root)
-    refused(update(root, "--cacert", str(cert), url), "is not the one in SHA256SUMS")
+    refused(update(root, "--cacert", str(ca), url), "is not the one in SHA256SUMS")
     assert tree(root) == before and commands(root) == []

@@ -22,7 +22,6 @@ import random
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import tempfile
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLE, ROOT
+from nethelpers import dns_lookup
 
 from scooby.build import tftp
 from scooby.core import layout
@@ -233,32 +233,6 @@ def http_get(net: Net, source: str, path: str) -> tuple[int, bytes]:
             conn.close()
 
 
-# -- DNS: the agents resolve the cluster's names through the master --------------------
-
-
-def dns_lookup(net: Net, name: str) -> list[ipaddress.IPv4Address]:
-    """The A records for a name the master answers itself (never forwarded upstream)."""
-    qid = random.getrandbits(16)
-    query = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
-    query += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
-    query += struct.pack("!HH", 1, 1)  # A, IN
-    with inside(net.pi), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(5)
-        s.sendto(query, (str(net.server), 53))
-        reply = s.recv(4096)
-    assert struct.unpack("!H", reply[:2])[0] == qid
-    answers = struct.unpack("!H", reply[6:8])[0]
-    i = len(query)
-    found = []
-    for _ in range(answers):
-        i += 2 if reply[i] & 0xC0 == 0xC0 else reply.index(b"\0", i) + 1 - i
-        kind, _cls, _ttl, length = struct.unpack("!HHIH", reply[i : i + 10])
-        if kind == 1:
-            found.append(ipaddress.IPv4Address(reply[i + 10 : i + 10 + length]))
-        i += 10 + length
-    return found
-
-
 # -- the tests ------------------------------------------------------------------------------
 
 
@@ -308,8 +282,9 @@ def test_a_pi_boots_from_the_rendered_master(master: Master) -> None:
 
         # The nodes' names, from the rendered /etc/hosts, in the internal domain.
         domain = cluster.master.internal.domain
-        assert dns_lookup(net, f"{pi4.name}.{domain}") == [pi4.ip]
-        assert dns_lookup(net, f"{cluster.master.hostname}.{domain}") == [net.server]
+        server = str(net.server)
+        assert dns_lookup(net.pi, server, f"{pi4.name}.{domain}") == [pi4.ip]
+        assert dns_lookup(net.pi, server, f"{cluster.master.hostname}.{domain}") == [net.server]
 
         # Each agent's cloud-init seed, to that agent's address only.
         for agent, other in ((pi3, pi4), (pi4, pi3)):
