@@ -21,6 +21,8 @@ from pathlib import Path
 CACHE_DIR = ".cache"
 # Bump when a stage's code changes its output in a way its inputs don't show.
 FORMAT = 1
+# Outputs kept per stage (see Cache.commit): an agent base is about 0.6 GB.
+KEPT_VERSIONS = 2
 
 
 def digest_files(paths: Iterable[Path], root: Path) -> dict[str, str]:
@@ -75,7 +77,10 @@ class Cache:
 
     def lookup(self, stage: str, stage_key: str) -> Path | None:
         path = self.stage_dir(stage, stage_key)
-        return path if path.is_dir() else None
+        if not path.is_dir():
+            return None
+        os.utime(path)  # last used now: `commit` keeps the most recently used versions
+        return path
 
     def staging(self, stage: str, stage_key: str) -> Path:
         """A fresh directory to build a stage's output in; `commit` renames it into place."""
@@ -87,10 +92,13 @@ class Cache:
 
     def commit(self, stage: str, stage_key: str, staging: Path) -> Path:
         final = self.stage_dir(stage, stage_key)
-        # Older outputs of the same stage are superseded: keep .cache/ from growing forever.
-        for old in (self.root / "stages").glob(f"{stage}-*"):
-            if old != final:
-                shutil.rmtree(old, ignore_errors=True)
+        # Keep .cache/ from growing forever, but not at the price of a cold rebuild each time
+        # one switches between two checkouts, branches or suites that share it: the most
+        # recently used KEPT_VERSIONS outputs of a stage stay, this one included.
+        others = [old for old in (self.root / "stages").glob(f"{stage}-*") if old != final]
+        others.sort(key=lambda old: old.stat().st_mtime, reverse=True)
+        for old in others[KEPT_VERSIONS - 1 :]:
+            shutil.rmtree(old, ignore_errors=True)
         if final.exists():  # the same inputs built again (the agent base, for a newer archive)
             shutil.rmtree(final)
         staging.rename(final)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from scooby.build import archive, cache, rootfs
@@ -63,17 +64,28 @@ def test_a_stage_built_again_under_the_same_key_replaces_it(tmp_path: Path):
     assert (final / "archive.json").read_text() == "new"
 
 
-def test_commit_replaces_older_outputs_and_discard_cleans(tmp_path: Path):
+def _built(c: cache.Cache, stage: str, stage_key: str, when: int) -> Path:
+    tmp = c.staging(stage, stage_key)
+    (tmp / "rootfs.tar").write_text(stage_key)
+    final = c.commit(stage, stage_key, tmp)
+    os.utime(final, (when, when))
+    return final
+
+
+def test_commit_keeps_the_two_most_recently_used_outputs_and_discard_cleans(tmp_path: Path):
     c = cache.Cache(tmp_path / ".cache")
-    old = c.staging("agent-base", "old")
-    (old / "rootfs.tar").write_text("old")
-    c.commit("agent-base", "old", old)
-    new = c.staging("agent-base", "new")
-    assert c.lookup("agent-base", "new") is None  # a staging dir is not a cache hit
-    (new / "rootfs.tar").write_text("new")
-    final = c.commit("agent-base", "new", new)
-    assert c.lookup("agent-base", "new") == final
-    assert c.lookup("agent-base", "old") is None
+    _built(c, "agent-base", "a", 1000)
+    _built(c, "agent-base", "b", 2000)
+    _built(c, "master-base", "m", 500)
+    assert c.lookup("agent-base", "a") is not None  # used now: the most recent other one
+    new = c.staging("agent-base", "c")
+    assert c.lookup("agent-base", "c") is None  # a staging dir is not a cache hit
+    (new / "rootfs.tar").write_text("c")
+    final = c.commit("agent-base", "c", new)
+    assert c.lookup("agent-base", "c") == final
+    assert c.lookup("agent-base", "a") is not None
+    assert c.lookup("agent-base", "b") is None  # the least recently used one went
+    assert c.lookup("master-base", "m") is not None  # other stages are not touched
     c.staging("master-base", "x")
     c.discard_staging()
     assert not list((tmp_path / ".cache" / "stages").glob(".*"))
