@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from scooby.build.k3s import AIRGAP, K3sPlan
@@ -214,8 +215,43 @@ def assemble(
     recorded.unlink(missing_ok=True)
     release.write_text(release_text(cluster, base, k3s, archive))
     release.chmod(0o644)
+    saved_clock(root, archive)
     write_deploy_record(root, cluster, rendered)
     return Assembled(root, boot)
+
+
+FAKE_HWCLOCK_DATA = "/etc/fake-hwclock.data"
+
+
+def archive_time(archive: str) -> datetime | None:
+    """The newest InRelease `Date:` of an ARCHIVE record (`codename@YYYY-MM-DDTHH:MM:SSZ`,
+    joined by commas: customize85-archive.sh), or None when it names none."""
+    times = []
+    for pocket in filter(None, archive.split(",")):
+        _, _, stamp = pocket.rpartition("@")
+        try:
+            times.append(datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC))
+        except ValueError:
+            continue
+    return max(times, default=None)
+
+
+def saved_clock(root: Path, archive: str) -> None:
+    """fake-hwclock's saved time, the same for the same archive state. Its postinst saves the
+    clock it runs at (`fake-hwclock save`), so two builds of the same inputs differed in this
+    one file. It gets the newest InRelease Date the root was installed from (ARCHIVE= in the
+    release file) instead, in the format `fake-hwclock save` writes. That keeps what the file
+    is for, a plausible clock at a Pi's first boot (no RTC): never ahead of the real time, as
+    the archive was signed before the build, and a day or two behind it for a live mirror.
+    It matters more than fake-hwclock(8) says: its load only moves the clock forward, but the
+    script (0.14, trixie) sets the saved time unless FORCE is set, backwards too, so this is
+    the first boot's clock until NTP answers. An older stand-in (SOURCE_DATE_EPOCH, 2023)
+    would set that clock years back: with no archive date the file stays as it is."""
+    data = at(root, FAKE_HWCLOCK_DATA)
+    when = archive_time(archive)
+    if when is None or data.is_symlink() or not data.is_file():
+        return  # no archive record, or no fake-hwclock: nothing is made
+    data.write_text(when.strftime("%Y-%m-%d %H:%M:%S") + "\n")  # `date -u '+%Y-%m-%d %H:%M:%S'`
 
 
 def write_deploy_record(root: Path, cluster: Cluster, rendered: Path) -> None:

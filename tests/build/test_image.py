@@ -377,6 +377,20 @@ def test_release_file(image: Image, repo: Path):
     assert not image.exists(layout.K3S_BINARY)
 
 
+def test_fake_hwclock_saved_time_is_the_archives_not_the_builds(image: Image):
+    """fake-hwclock's postinst saved the build's clock; the image holds the newest Date of the
+    archive it was installed from (ARCHIVE=), the same in every build of that archive state."""
+    from scooby.build.assemble import FAKE_HWCLOCK_DATA, archive_time
+
+    release = dict(
+        line.split("=", 1) for line in image.read(layout.RELEASE_FILE).decode().splitlines()
+    )
+    newest = archive_time(release["ARCHIVE"])
+    assert newest is not None, release["ARCHIVE"]
+    saved = image.read(FAKE_HWCLOCK_DATA).decode()
+    assert saved == newest.strftime("%Y-%m-%d %H:%M:%S") + "\n"
+
+
 def test_ca_certificates_and_python_bytecode_made_outside_the_installs(image: Image):
     """The build makes /etc/ssl/certs and the packages' .pyc files after the package installs
     (hooks customize20-*.sh): all there, and no stand-in, record or diversion left behind."""
