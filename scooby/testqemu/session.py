@@ -40,7 +40,10 @@ EVIDENCE = "build/test-qemu"
 # Every phase, in the data flow's order: (name, timeout in s, phase(session, deadline), needs,
 # after). A phase starts once those in `needs` and `after` have finished, and runs only if
 # those in `needs` passed (a SKIPPED one skips it too): the master's checks run while the
-# agent boots. `after` orders phases that touch the same thing without needing each other:
+# agent boots. The boot ROM needs only the banner, which the master says once dnsmasq,
+# lighttpd and the NFS server have started (scooby-ready.service), so it plays while the SSH
+# login and the master's checks run, as a Pi's ROM would not wait for them either.
+# `after` orders phases that touch the same thing without needing each other:
 # `scooby-agent reset` remounts what master-exports reads; K3S wants the agent back up.
 MASTER_CHECKS = ("master-exports", "master-nat", "external-isolation")
 PLAN = (
@@ -51,13 +54,13 @@ PLAN = (
     ("master-exports", 120, master_phases.master_exports, ("master-ssh",), ()),
     ("master-nat", 120, master_phases.master_nat, ("master-ssh",), ()),
     ("external-isolation", 180, master_phases.external_isolation, ("master-ssh",), ()),
-    ("agent-bootrom", 180, agent_phases.agent_bootrom, ("master-services",), ()),
+    ("agent-bootrom", 180, agent_phases.agent_bootrom, ("master-banner",), ()),
     ("agent-banner", 1200, agent_phases.agent_banner, ("agent-bootrom",), ()),
     ("agent-root", 300, agent_phases.agent_root, ("agent-banner",), ()),
     ("agent-late-disk", 300, agent_phases.agent_late_disk, ("agent-root",), ()),
     ("agent-write", 120, agent_phases.agent_write, ("agent-root",), ()),
     ("agent-reset", 300, agent_phases.agent_reset, ("agent-write",),
-     (*MASTER_CHECKS, "agent-late-disk")),
+     ("master-services", *MASTER_CHECKS, "agent-late-disk")),
     ("agent-reboot", 1200, agent_phases.agent_reboot, ("agent-reset",), ()),
     ("k3s-nodes", 900, k3s_phases.k3s_nodes, ("agent-banner", "master-services"),
      ("agent-reboot",)),
