@@ -7,6 +7,8 @@
                   + each agent's private layer (AGENT_LAYERS/NAME)
                   + K3S when embedded, and /etc/scooby/release
                   + the deploy record (layout.DEPLOY_RECORD): what `scooby deploy` compares
+    master data   = the state folders (layout.DATA_BINDS), moved out of the root: the data
+                    partition; the root keeps each as an empty mount point
     master boot   = the same boot files (firmware, vmlinuz, initrd.img, DTBs) + render's boot/
 
 Everything here is plain file copying in directories we own; ownership is root's because
@@ -40,6 +42,7 @@ DTB_GLOB = "usr/lib/linux-image-*/broadcom/bcm2*-rpi-*.dtb"
 class Assembled:
     root: Path
     boot: Path
+    data: Path
 
 
 def at(tree: Path, on_master_path: str) -> Path:
@@ -217,7 +220,28 @@ def assemble(
     release.chmod(0o644)
     saved_clock(root, archive)
     write_deploy_record(root, cluster, rendered)
-    return Assembled(root, boot)
+    return Assembled(root, boot, split_data(root, work / "data"))
+
+
+def split_data(root: Path, data: Path) -> Path:
+    """Move each state folder of `root` into the `data` tree (the data partition), leaving an
+    empty mount point for its bind mount (fstab), and add the data partition's own mount
+    point and its folder for the SSH host keys (made at first boot)."""
+    if data.exists():
+        shutil.rmtree(data)
+    data.mkdir(mode=0o755)
+    for on_master, name in layout.DATA_BINDS:
+        src = at(root, on_master)
+        src.mkdir(mode=0o755, parents=True, exist_ok=True)
+        mode = src.stat().st_mode & 0o7777
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        src.rename(data / name)  # one file system: hard links stay links
+        src.mkdir()
+        src.chmod(mode)
+    at(root, layout.DATA_MOUNT).mkdir(mode=0o755, parents=True, exist_ok=True)
+    keys = data / Path(layout.DATA_SSH).relative_to(layout.DATA_MOUNT)
+    keys.mkdir(mode=0o755, parents=True, exist_ok=True)
+    return data
 
 
 FAKE_HWCLOCK_DATA = "/etc/fake-hwclock.data"

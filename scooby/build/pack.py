@@ -1,15 +1,17 @@
-"""Pack a boot tree and a root tree into one MBR disk image, without loop devices or mounts.
+"""Pack a boot, a root and a data tree into one MBR disk image, without loop devices or mounts.
 
     sector 0            MBR (sfdisk on a plain file), disk identifier = layout.disk_id
-    1 MiB ...           partition 1: FAT32 (mkfs.vfat --offset, files copied in by mcopy)
-    ...                 partition 2: ext4 (mke2fs -E offset= -d ROOT: ownership, modes,
-                        setuid bits, hard links and xattrs come from the tree as it is)
+    4 MiB ...           partition 1: FAT32 (mkfs.vfat --offset, files copied in by mcopy)
+    ...                 partition 2: root slot A, ext4 (mke2fs -E offset= -d ROOT: ownership,
+                        modes, setuid bits, hard links and xattrs come from the tree as it is)
+    ...                 partition 3: root slot B, the same size, unwritten: a hole in the
+                        image file, so bmap and the compressed release skip it
+    ...                 partition 4: the data partition, ext4 from the DATA tree (the state)
 
-Both file systems are written straight into the image at their offsets, so no partition
-is copied twice. Sizes come from the contents plus headroom; the root partition grows to
-fill the card on first boot (growpart in the master's templates). Every identifier and
-timestamp derives from the hostname and SOURCE_DATE_EPOCH, so the same trees give the
-same image.
+Each file system is written straight into the image at its offset, so no partition is
+copied twice. Sizes come from the contents plus headroom; the data partition, last on the
+card, grows to fill it on first boot (scooby-firstboot). Every identifier and timestamp
+derives from the hostname and SOURCE_DATE_EPOCH, so the same trees give the same image.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ SECTOR = 512
 ALIGN = 4 * MIB  # partition starts and sizes: SD cards erase in 4 MiB blocks
 FIRST = 4 * MIB  # where partition 1 starts
 BOOT_MIN = 256 * MIB  # room for a second kernel and initrd (a day-two update)
-ROOT_HEADROOM = 256 * MIB  # free space on the root before first-boot growth
+ROOT_HEADROOM = 256 * MIB  # free space on a root slot (it never grows: slot B follows it)
+DATA_HEADROOM = 64 * MIB  # free space on the data partition until first boot grows it
 ROOT_SLACK = 1.10  # ext4 metadata and journal over the files' own blocks
 EPOCH = 1_700_000_000  # default SOURCE_DATE_EPOCH: no build clock in the image
 
@@ -40,6 +43,7 @@ class Packed:
     size: int
     boot_size: int
     root_size: int
+    data_size: int
 
 
 def align(n: int, to: int = ALIGN) -> int:
@@ -65,13 +69,32 @@ def boot_size(boot: Path) -> int:
     return max(BOOT_MIN, align(int(used * 1.25) + 16 * MIB))
 
 
-def root_size(root: Path) -> tuple[int, int]:
+def root_size(root: Path, headroom: int = ROOT_HEADROOM) -> tuple[int, int]:
     """(partition bytes, inode count) for an ext4 holding `root` with headroom."""
     used, inodes = tree_usage(root)
     # Inode tables: 256 bytes each, room for first-boot files (k3s unpacks ~thousands).
     inode_count = int(inodes * 1.5) + 32768
-    size = align(int(used * ROOT_SLACK) + inode_count * 256 + ROOT_HEADROOM)
+    size = align(int(used * ROOT_SLACK) + inode_count * 256 + headroom)
     return size, inode_count
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Where each partition starts and how large it is, in bytes."""
+
+    boot: int
+    root: int
+    data: int
+
+    @property
+    def starts(self) -> tuple[int, int, int, int]:
+        """p1 boot, p2 root A, p3 root B (as large as A), p4 data."""
+        return (FIRST, FIRST + self.boot, FIRST + self.boot + self.root,
+                FIRST + self.boot + 2 * self.root)  # fmt: skip
+
+    @property
+    def total(self) -> int:
+        return self.starts[3] + self.data
 
 
 def _uuid(hostname: str, what: str) -> str:
@@ -97,14 +120,14 @@ def run(cmd: list[str], env: dict | None = None, log=None) -> None:
         raise RuntimeError(f"{cmd[0]} failed ({done.returncode}): {done.stdout.strip()[-2000:]}")
 
 
-def partition_table(image: Path, hostname: str, boot: int, root: int, log=None) -> None:
-    """MBR: FAT32-LBA boot partition (bootable), Linux root after it."""
-    script = (
-        "label: dos\n"
-        f"label-id: 0x{layout.disk_id(hostname)}\n"
-        "unit: sectors\n"
-        f"start={FIRST // SECTOR}, size={boot // SECTOR}, type=c, bootable\n"
-        f"start={(FIRST + boot) // SECTOR}, size={root // SECTOR}, type=83\n"
+def partition_table(image: Path, hostname: str, parts: Parts, log=None) -> None:
+    """MBR: FAT32-LBA boot partition (bootable), then Linux root A, root B and data."""
+    sizes = (parts.boot, parts.root, parts.root, parts.data)
+    lines = [f"start={start // SECTOR}, size={size // SECTOR}, type=83"
+             for start, size in zip(parts.starts, sizes, strict=True)]  # fmt: skip
+    lines[0] = lines[0].replace("type=83", "type=c, bootable")
+    script = f"label: dos\nlabel-id: 0x{layout.disk_id(hostname)}\nunit: sectors\n" + "".join(
+        f"{line}\n" for line in lines
     )
     done = subprocess.run(
         ["sfdisk", "--no-reread", "--no-tell-kernel", "--wipe=never", str(image)],
@@ -149,15 +172,18 @@ def fat(image: Path, offset: int, size: int, boot: Path, hostname: str, log=None
         )
 
 
-def ext4(image: Path, offset: int, size: int, inodes: int, root: Path, hostname: str, log=None):
+def ext4(image: Path, offset: int, size: int, inodes: int, root: Path, hostname: str, log=None,
+         label: str = layout.ROOT_LABEL):  # fmt: skip
     """ext4 at `offset` in `image`, populated from `root` with mke2fs -d (no mount)."""
-    fs_uuid = _uuid(hostname, "root")
+    # The root keeps the identifiers it had before the data partition came.
+    what, seed = ("root", "hash") if label == layout.ROOT_LABEL else (label, f"{label}:hash")
+    fs_uuid = _uuid(hostname, what)
     _touch_tree(root, _epoch())
     run(
         [
             "mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-N", str(inodes),
-            "-L", layout.ROOT_LABEL, "-U", fs_uuid,
-            "-E", f"offset={offset},hash_seed={_uuid(hostname, 'hash')},root_owner=0:0",
+            "-L", label, "-U", fs_uuid,
+            "-E", f"offset={offset},hash_seed={_uuid(hostname, seed)},root_owner=0:0",
             "-d", str(root), str(image), f"{size // 1024}k",
         ],
         env={"E2FSPROGS_FAKE_TIME": str(_epoch())},
@@ -165,16 +191,19 @@ def ext4(image: Path, offset: int, size: int, inodes: int, root: Path, hostname:
     )  # fmt: skip
 
 
-def pack(boot: Path, root: Path, hostname: str, out: Path, log=None) -> Packed:
-    """Write the disk image to `out` (via a temporary name, renamed when complete)."""
-    bsize = boot_size(boot)
+def pack(boot: Path, root: Path, data: Path, hostname: str, out: Path, log=None) -> Packed:
+    """Write the disk image to `out` (via a temporary name, renamed when complete).
+    Nothing writes slot B (partition 3): it stays a hole in the file."""
     rsize, inodes = root_size(root)
-    total = FIRST + bsize + rsize
+    dsize, dinodes = root_size(data, DATA_HEADROOM)
+    parts = Parts(boot_size(boot), rsize, dsize)
+    boot_at, root_at, _, data_at = parts.starts
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic(out) as tmp:
         with open(tmp, "wb") as f:
-            f.truncate(total)  # sparse: untouched space costs nothing on disk
-        partition_table(tmp, hostname, bsize, rsize, log)
-        fat(tmp, FIRST, bsize, boot, hostname, log)
-        ext4(tmp, FIRST + bsize, rsize, inodes, root, hostname, log)
-    return Packed(out, total, bsize, rsize)
+            f.truncate(parts.total)  # sparse: untouched space costs nothing on disk
+        partition_table(tmp, hostname, parts, log)
+        fat(tmp, boot_at, parts.boot, boot, hostname, log)
+        ext4(tmp, root_at, rsize, inodes, root, hostname, log)
+        ext4(tmp, data_at, dsize, dinodes, data, hostname, log, label=layout.DATA_LABEL)
+    return Packed(out, parts.total, parts.boot, rsize, dsize)

@@ -4,9 +4,11 @@
     k3s          the pinned K3S files (cached download) or first-boot / none
     agent-base   Debian arm64 root for the agents, its squashfs and boot files   (cached)
     master-base  the agent base + the master's packages                         (cached)
-    assemble     master root + boot trees (render output, agent base, TFTP, K3S, release)
+    assemble     master root, data and boot trees (render output, agent base, TFTP, K3S,
+                 release; the state folders in the data tree)
     firmware-view  what the Pi firmware loads, per supported model: every file present
-    pack         MBR + FAT + ext4 into images/scooby.img, without loop devices or mounts
+    pack         MBR + FAT + root A + (unwritten) root B + data into images/scooby.img,
+                 without loop devices or mounts
 
 A cached stage is reused when the hash of its inputs matches (scooby.cache), so changing
 only config, agents/ or server/ reruns render, assemble and pack. With a Raspberry Pi OS
@@ -171,7 +173,11 @@ def image_stages(repo, out, k3s_mode, cluster, rendered: Path, cache, stages: St
         hostname = cluster.master.hostname
         return stages.run(
             "pack",
-            lambda: (pack.pack(assembled.boot, assembled.root, hostname, out, log), False, ""),
+            lambda: (
+                pack.pack(assembled.boot, assembled.root, assembled.data, hostname, out, log),
+                False,
+                "",
+            ),
         )
     finally:
         cache.discard_staging()

@@ -38,11 +38,26 @@ K3S_AIRGAP_SHARED = "/usr/local/share/scooby/k3s-airgap-images-arm64.tar.zst"  #
 KERNEL = "vmlinuz"
 INITRD = "initrd.img"
 
-# The master image: MBR, FAT boot partition then ext4 root.
+# The master image (docs/day2.md, 4.1): MBR; p1 the FAT boot partition, p2 root slot A,
+# p3 root slot B (same size, never written by the build: a hole in the image file), p4 the
+# data partition, last on the card so that it is the one first boot grows.
 BOOT_PARTITION = 1
 ROOT_PARTITION = 2
+SLOT_B_PARTITION = 3
+DATA_PARTITION = 4
 BOOT_LABEL = "SCOOBYBOOT"
 ROOT_LABEL = "scooby-root"
+DATA_LABEL = "scooby-data"
+# All the master's state lives on the data partition, so that no new root slot overwrites
+# it: mounted here, and bind-mounted over the paths the rest of Scooby (and the original's
+# documentation) uses. (on-master path, its folder on the data partition)
+DATA_MOUNT = "/var/lib/scooby-data"
+DATA_BINDS = (
+    ("/var/lib/rancher", "rancher"),  # K3S: datastore, certificates, node passwords
+    ("/var/lib/scooby", "scooby"),  # agents' uppers and layers, the join token, the deploy record
+)
+DATA_SSH = f"{DATA_MOUNT}/ssh"  # the master's SSH host keys (sshd's HostKey lines)
+DATA_MACHINE_ID = f"{DATA_MOUNT}/machine-id"  # the master's machine-id, kept at first boot
 HTTP_PORT = 58087  # the original's cloud-init port
 
 

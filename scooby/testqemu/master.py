@@ -10,6 +10,7 @@ from scooby.core import layout
 from scooby.testqemu.phases import Failed
 from scooby.testqemu.probes import EXTERNAL_PROBES, PROBE_NAMES, probe, probe_port
 from scooby.testqemu.ssh import API_PORT, SSH_PORT, check, console_wait, wait_ssh
+from scooby.util import diskimage
 
 # Each phase is a function of the running Session `s` and its deadline (time.monotonic()).
 
@@ -143,3 +144,90 @@ def external_isolation(s, deadline: float) -> str:
         raise Failed("; ".join(wrong))
     names = ", ".join(f"{PROBE_NAMES[p]} {t}/{p}" for t, p in EXTERNAL_PROBES)
     return f"{ext} accepts only tcp {sorted(open_ports)}; unreachable from outside: {names}"
+
+
+# Written through the bind mount, read on the data partition itself.
+DATA_PROBE = "/var/lib/scooby/test-qemu-probe"
+DATA_PROBE_KEPT = f"{layout.DATA_MOUNT}/scooby/test-qemu-probe"
+
+
+def data_device(s, deadline: float) -> str:
+    """The device of the data partition (its PARTUUID: partition 4 of this image) and what
+    is mounted from it: the data partition itself and each state folder over its path."""
+    partuuid = layout.partuuid(s.cluster.master.hostname, layout.DATA_PARTITION)
+    dev = check(s.master_cmd, f"readlink -f /dev/disk/by-partuuid/{partuuid}", deadline).strip()
+    mounted = check(s.master_cmd, f"findmnt -n -o SOURCE --mountpoint {layout.DATA_MOUNT}",
+                    deadline).strip()  # fmt: skip
+    if mounted != dev:
+        raise Failed(f"{layout.DATA_MOUNT} is {mounted or 'not mounted'}, not {dev} (p4)")
+    for on_master, name in layout.DATA_BINDS:
+        got = check(s.master_cmd, f"findmnt -n -o SOURCE --mountpoint {on_master}", deadline)
+        if got.strip() != f"{dev}[/{name}]":
+            raise Failed(f"{on_master} is {got.strip() or 'not mounted'}, not {dev}[/{name}]")
+    return dev
+
+
+def identity(s, deadline: float) -> dict[str, str]:
+    """What must survive a reboot and a new root slot, read on the master."""
+    keys = f"{layout.DATA_SSH}/ssh_host_ed25519_key.pub"
+    return {
+        "machine-id": check(s.master_cmd, "cat /etc/machine-id", deadline).strip(),
+        "kept machine-id": check(s.master_cmd, f"cat {layout.DATA_MACHINE_ID}", deadline).strip(),
+        "host key": check(s.master_cmd, f"cat {keys}", deadline).split()[1],
+        "probe": check(s.master_cmd, f"sudo cat {DATA_PROBE_KEPT}", deadline).strip(),
+        "agent token": check(
+            s.master_cmd, f"sudo sha256sum {layout.K3S_AGENT_TOKEN_MASTER}", deadline
+        ).split()[0],  # fmt: skip
+    }
+
+
+def master_data(s, deadline: float) -> str:
+    """The state is on partition 4: mounted from it, bound over its paths, the SSH host keys
+    sshd uses and the machine-id kept there, and the partition grown to the disk's end."""
+    dev = data_device(s, deadline)
+    check(s.master_cmd, f"echo {s.token} | sudo tee {DATA_PROBE} >/dev/null && sync", deadline)
+    s.master_identity = identity(s, deadline)
+    if s.master_identity["probe"] != s.token:
+        raise Failed(f"{DATA_PROBE} is not {DATA_PROBE_KEPT}")
+    if s.master_identity["machine-id"] != s.master_identity["kept machine-id"]:
+        raise Failed(f"/etc/machine-id differs from {layout.DATA_MACHINE_ID}: {s.master_identity}")
+    hostkeys = check(s.master_cmd, "sudo sshd -T | grep -i '^hostkey '", deadline).split()[1::2]
+    elsewhere = [k for k in hostkeys if not k.startswith(layout.DATA_SSH + "/")]
+    # /etc/ssh holds links into the data partition, no key of its own (cloud-init's made none).
+    own = f"find /etc/ssh -name 'ssh_host_*' ! -lname '{layout.DATA_SSH}/*'"
+    in_etc = check(s.master_cmd, own, deadline).split()
+    if elsewhere or in_etc or not hostkeys:
+        raise Failed(f"sshd's host keys: {hostkeys}; not links into the data partition: {in_etc}")
+    size = int(check(s.master_cmd, f"df -B1 --output=size {layout.DATA_MOUNT} | tail -1",
+                     deadline))  # fmt: skip
+    built = diskimage.partition(s.image, layout.DATA_PARTITION).size
+    if size <= built:
+        raise Failed(f"{layout.DATA_MOUNT} is {size} bytes: not grown from the image's {built}")
+    return (f"{layout.DATA_MOUNT} = {dev}, grown {built >> 20} -> {size >> 20} MiB; "
+            f"{', '.join(p for p, _ in layout.DATA_BINDS)} bound from it; "
+            f"machine-id and {len(hostkeys)} sshd host keys there")  # fmt: skip
+
+
+def master_reboot(s, deadline: float) -> str:
+    """A clean reboot: the machine-id, the SSH host key, the join token and a file written
+    through a bind mount are the same after it, on the data partition again."""
+    before = check(s.master_cmd, "cat /proc/sys/kernel/random/boot_id", deadline).strip()
+    since = s.master.console.stat().st_size
+    # The connection drops as the master goes down: not an SSH failure to retry.
+    s.master_link().run("sudo systemctl reboot", 30, retry=False)
+    s.master_link().close()
+    started = time.monotonic()
+    banner = f"{s.cluster.master.hostname.upper()} WILL PATROL TONIGHT"
+    console_wait(s.master, banner, deadline, since)
+    s.timings["master_reboot_to_banner"] = time.monotonic() - started
+    wait_ssh(s.master_link(), deadline)
+    after = check(s.master_cmd, "cat /proc/sys/kernel/random/boot_id", deadline).strip()
+    if after == before:
+        raise Failed(f"boot_id {before} unchanged: the master did not reboot")
+    data_device(s, deadline)
+    now = identity(s, deadline)
+    changed = {k: (v, now[k]) for k, v in s.master_identity.items() if now[k] != v}
+    if changed:
+        raise Failed(f"changed by the reboot: {changed}")
+    seconds = s.timings["master_reboot_to_banner"]
+    return f"banner {seconds:.0f} s after `systemctl reboot`; same {', '.join(now)}"

@@ -10,8 +10,8 @@ raspi4b adds a longer device timeout for systemd, a concession to TCG's speed).
 
 The image itself is never written: the card (or USB stick) is a qcow2 overlay whose size is
 the next power of two, as QEMU's SD card model requires, and larger than the image, so first
-boot grows the root as on a real card. raspi3b boots from the emulated SD card or from a USB
-mass-storage device on its DWC2 USB; two USB network adapters (QEMU user networking,
+boot grows the data partition as on a real card. raspi3b boots from the emulated SD card or
+from a USB mass-storage device on its DWC2 USB; two USB network adapters (QEMU user networking,
 restrict=on: no packet leaves this machine) stand in for the Pi 3B's own USB Ethernet and
 the README's second adapter. raspi4b (QEMU >= 9) models neither GENET nor PCIe (where the
 Pi 4's USB ports are): SD only, no network; it gets the test harness's copy of the device
@@ -115,7 +115,8 @@ def next_power_of_two(n: int) -> int:
 
 def card(image: Path, dest: Path) -> Path:
     """A qcow2 overlay of the image sized to the next power of two above image + 256 MiB
-    (QEMU's SD card model takes only those sizes; the headroom lets first boot grow the root)."""
+    (QEMU's SD card model takes only those sizes; the headroom lets first boot grow the data
+    partition)."""
     size = next_power_of_two(image.stat().st_size + 256 * MIB)
     subprocess.run(
         [

@@ -69,7 +69,7 @@ def virt_cmdline(cmdline: str) -> str:
 
 def overlay(image: Path, dest: Path, grow: int = 1024 * MIB) -> Path:
     """A qcow2 copy-on-write overlay over the raw image, `grow` bytes larger (as an SD card
-    is larger than the image: the master grows its root partition at first boot)."""
+    is larger than the image: the master grows its data partition at first boot)."""
     size = image.stat().st_size + grow
     subprocess.run(
         ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.resolve()), "-F", "raw"]

@@ -44,14 +44,16 @@ EVIDENCE = "build/test-qemu"
 # lighttpd and the NFS server have started (scooby-ready.service), so it plays while the SSH
 # login and the master's checks run, as a Pi's ROM would not wait for them either.
 # `after` orders phases that touch the same thing without needing each other:
-# `scooby-agent reset` remounts what master-exports reads; K3S wants the agent back up.
-MASTER_CHECKS = ("master-exports", "master-nat", "external-isolation")
+# `scooby-agent reset` remounts what master-exports reads; K3S wants the agent back up; the
+# master reboots last, once nothing else needs it up.
+MASTER_CHECKS = ("master-exports", "master-data", "master-nat", "external-isolation")
 PLAN = (
     ("prepare", 300, master_phases.prepare, (), ()),
     ("master-banner", 1200, master_phases.master_banner, ("prepare",), ()),
     ("master-ssh", 300, master_phases.master_ssh, ("master-banner",), ()),
     ("master-services", 120, master_phases.master_services, ("master-ssh",), ()),
     ("master-exports", 120, master_phases.master_exports, ("master-ssh",), ()),
+    ("master-data", 120, master_phases.master_data, ("master-ssh",), ()),
     ("master-nat", 120, master_phases.master_nat, ("master-ssh",), ()),
     ("external-isolation", 180, master_phases.external_isolation, ("master-ssh",), ()),
     ("agent-bootrom", 180, agent_phases.agent_bootrom, ("master-banner",), ()),
@@ -65,6 +67,8 @@ PLAN = (
     ("k3s-nodes", 900, k3s_phases.k3s_nodes, ("agent-banner", "master-services"),
      ("agent-reboot",)),
     ("k3s-manifest", 600, k3s_phases.k3s_manifest, ("k3s-nodes",), ()),
+    ("master-reboot", 1200, master_phases.master_reboot, ("master-data",),
+     ("master-services", *MASTER_CHECKS, "agent-reboot", "k3s-manifest")),
 )  # fmt: skip
 
 
@@ -147,6 +151,7 @@ class Session:
         self.agent_vm = None
         self.work = Path()
         self.k3s_mode = ""
+        self.master_identity: dict[str, str] = {}  # master-data's reading, for master-reboot
         self.token = secrets.token_hex(8)
         self.interrupted = False
         self.timings: dict[str, float] = {}

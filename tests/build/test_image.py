@@ -108,27 +108,42 @@ class Image:
         parts = self.table["partitions"]
         self.boot_offset = parts[layout.BOOT_PARTITION - 1]["start"] * 512
         self.root_offset = parts[layout.ROOT_PARTITION - 1]["start"] * 512
+        self.data_offset = parts[layout.DATA_PARTITION - 1]["start"] * 512
 
-    def _debugfs(self, request: str) -> subprocess.CompletedProcess:
+    def where(self, path: str) -> tuple[int, str]:
+        """(partition offset, path in its file system) of a path as the booted master sees
+        it: a state folder's files are on the data partition, bind-mounted (fstab)."""
+        for on_master, name in layout.DATA_BINDS:
+            if path == on_master or path.startswith(on_master + "/"):
+                return self.data_offset, f"/{name}{path[len(on_master) :]}"
+        return self.root_offset, path
+
+    def _debugfs(self, command: str, path: str) -> subprocess.CompletedProcess:
+        return self.debugfs_at(*self.where(path), command)
+
+    def debugfs_at(self, offset: int, inner: str, command: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            ["debugfs", "-R", request, f"{self.path}?offset={self.root_offset}"],
+            ["debugfs", "-R", f'{command} "{inner}"', f"{self.path}?offset={offset}"],
             capture_output=True,
             check=True,
         )
 
     def read(self, path: str) -> bytes:
-        return self._debugfs(f'cat "{path}"').stdout
+        return self._debugfs("cat", path).stdout
 
     def stat(self, path: str) -> str:
-        return self._debugfs(f'stat "{path}"').stdout.decode()
+        return self._debugfs("stat", path).stdout.decode()
 
     def exists(self, path: str) -> bool:
-        return "File not found" not in self._debugfs(f'stat "{path}"').stderr.decode()
+        return "File not found" not in self._debugfs("stat", path).stderr.decode()
 
     def ls(self, path: str) -> dict[str, int]:
         """name -> mode of each entry of a directory (`ls -p`)."""
+        return self.ls_at(*self.where(path))
+
+    def ls_at(self, offset: int, inner: str) -> dict[str, int]:
         out = {}
-        for line in self._debugfs(f'ls -p "{path}"').stdout.decode().splitlines():
+        for line in self.debugfs_at(offset, inner, "ls -p").stdout.decode().splitlines():
             fields = line.split("/")
             if len(fields) >= 7 and fields[5] not in (".", ".."):
                 out[fields[5]] = int(fields[2], 8)
@@ -185,9 +200,35 @@ def repo(built) -> Path:
 def test_partition_table(image: Image):
     assert image.table["label"] == "dos"
     assert image.table["id"] == f"0x{layout.disk_id(HOSTNAME)}"
-    boot, root = image.table["partitions"]
+    boot, root, slot_b, data = image.table["partitions"]
     assert boot["type"] == "c" and boot.get("bootable") and root["type"] == "83"
-    assert image.path.stat().st_size <= 2 * 2**30
+    assert slot_b["type"] == data["type"] == "83" and slot_b["size"] == root["size"]
+    # What a download and a card write carry: slot B is a hole in the file (never written).
+    assert image.path.stat().st_blocks * 512 <= 2 * 2**30
+    assert image.path.stat().st_size - slot_b["size"] * 512 <= 2 * 2**30
+
+
+def test_state_is_on_the_data_partition(image: Image):
+    """Each state folder is an empty mount point on the root and its files are on the data
+    partition (label scooby-data), which fstab mounts and binds; sshd reads its host keys
+    from there."""
+    for on_master, name in layout.DATA_BINDS:
+        stat = image.debugfs_at(image.data_offset, f"/{name}", "stat").stdout.decode()
+        assert "Type: directory" in stat, name  # the state's folder, on p4
+        assert image.ls_at(image.root_offset, on_master) == {}, on_master  # a mount point
+    assert image.exists(layout.DEPLOY_RECORD) and image.exists(layout.AGENT_BASE_IMAGE)
+    stats = subprocess.run(
+        ["debugfs", "-R", "stats", f"{image.path}?offset={image.data_offset}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"Filesystem volume name:   {layout.DATA_LABEL}" in stats
+    fstab = image.read("/etc/fstab").decode()
+    data = f"PARTUUID={layout.partuuid(HOSTNAME, layout.DATA_PARTITION)}\t{layout.DATA_MOUNT}\t"
+    assert data in fstab
+    sshd = image.read("/etc/ssh/sshd_config.d/scooby.conf").decode()
+    assert f"HostKey {layout.DATA_SSH}/ssh_host_ed25519_key" in sshd
 
 
 def test_boot_partition(image: Image, repo: Path):
@@ -350,8 +391,8 @@ def test_agent_layers_and_base(image: Image, repo: Path, tmp_path: Path):
             assert image.exists(f"{top}/{name}"), f"{top}/{name}"
     squashfs = tmp_path / "base.squashfs"
     subprocess.run(
-        ["debugfs", "-R", f"dump {layout.AGENT_BASE_IMAGE} {squashfs}",
-         f"{image.path}?offset={image.root_offset}"],
+        ["debugfs", "-R", f"dump {image.where(layout.AGENT_BASE_IMAGE)[1]} {squashfs}",
+         f"{image.path}?offset={image.where(layout.AGENT_BASE_IMAGE)[0]}"],
         check=True, capture_output=True,
     )  # fmt: skip
     assert squashfs.read_bytes()[:4] == b"hsqs"
@@ -419,6 +460,10 @@ def test_no_secrets_host_keys_or_machine_id(image: Image):
         assert found.returncode == 1, "a secret from .env is in the image"
     assert not [n for n in image.ls("/etc/ssh") if n.startswith("ssh_host_")]
     assert image.read("/etc/machine-id").strip() in (b"", b"uninitialized")
+    # Their places on the data partition are empty too: the first boot makes them.
+    data = image.ls_at(image.data_offset, "/")
+    assert Path(layout.DATA_MACHINE_ID).name not in data
+    assert image.ls_at(image.data_offset, "/" + Path(layout.DATA_SSH).name) == {}
     if image.exists("/var/lib/dbus/machine-id"):
         assert image.symlink("/var/lib/dbus/machine-id") == "/etc/machine-id"
 

@@ -42,7 +42,16 @@ def fake_raspios(tmp_path: Path) -> Path:
     sudo.chmod(0o4755)
     (root / "home/pi").mkdir(parents=True)
     os.chown(root / "home/pi", 1000, 1000)
-    return pack.pack(boot, root, "raspberrypi", tmp_path / "raspios.img").image
+    data = tmp_path / "src-data"
+    data.mkdir()
+    image = pack.pack(boot, root, data, "raspberrypi", tmp_path / "raspios.img").image
+    # Raspberry Pi OS's layout has two partitions, FAT then ext4: no slot B, no data.
+    subprocess.run(
+        ["sfdisk", "--no-reread", "--no-tell-kernel", "--delete", str(image), "3", "4"],
+        check=True,
+        capture_output=True,
+    )
+    return image
 
 
 def zipped(image: Path) -> Path:

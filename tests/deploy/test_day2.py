@@ -15,8 +15,9 @@ test-qemu) and the firmware's loading of kernel and initrd (QEMU -kernel/-initrd
 boot partition). dnsmasq, NFS, OverlayFS, SSH, sudo and scooby-apply run for real.
 
 Not built yet, so not here: the A/B steps (v4 base change with a trial boot, v5 failing its
-health check), the kill-during-slot-write check, and the data partition (the master's state
-lives under /var/lib/scooby on the root file system for now). See docs/day2.md.
+health check) and the kill-during-slot-write check. The master's state (/var/lib/scooby,
+STATE_PROBE's folder) is on the data partition; test-qemu's master-data and master-reboot
+phases check that. See docs/day2.md.
 """
 
 from __future__ import annotations

@@ -222,6 +222,18 @@ def test_fstab_mounts_root_boot_base_and_one_overlay_per_agent(out: Path) -> Non
         "/boot/firmware",
         "vfat",
     ]
+    # The state: the data partition (p4), and each state folder bound from it.
+    assert by_mount[layout.DATA_MOUNT][:3] == [
+        f"PARTUUID={layout.partuuid('buffy', layout.DATA_PARTITION)}",
+        layout.DATA_MOUNT,
+        "ext4",
+    ]
+    for on_master, name in layout.DATA_BINDS:
+        row = by_mount[on_master]
+        assert row[0] == f"{layout.DATA_MOUNT}/{name}" and row[2] == "none"
+        assert {"bind", f"x-systemd.requires-mounts-for={layout.DATA_MOUNT}"} <= set(
+            row[3].split(",")
+        )
     assert by_mount[layout.AGENT_BASE][:3] == [
         layout.AGENT_BASE_IMAGE,
         layout.AGENT_BASE,

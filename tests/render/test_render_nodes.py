@@ -142,7 +142,12 @@ def test_master_seed(out, bare):
     assert data["hostname"] == "buffy"
     assert [u["name"] for u in data["users"]] == ["giles"]
     assert data["users"][0]["lock_passwd"] is True
-    assert data["growpart"] == {"mode": "auto", "devices": ["/"]} and data["resize_rootfs"]
+    # The root is a fixed-size slot: cloud-init grows nothing, scooby-firstboot grows the
+    # data partition (its `grow`, run by scooby-firstboot.service).
+    assert data["growpart"] == {"mode": "off"} and data["resize_rootfs"] is False
+    assert data["ssh_deletekeys"] is False
+    unit = _read(out, "master/etc/systemd/system/scooby-firstboot.service")
+    assert "ExecStart=/usr/local/sbin/scooby-firstboot grow\n" in unit
     assert not data["package_update"] and not data["package_upgrade"]
     for forbidden in ("runcmd", "packages", "bootcmd", "write_files"):
         assert forbidden not in data  # first boot is systemd units, not downloads in cloud-init
@@ -672,9 +677,17 @@ def test_master_first_boot_script(out, tmp_path):
         "install -D -m 0644 \"$3\" /etc/scooby/sudoers\n"
         'host_key=$(cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null || true)\n'
         '"$2" identity\n"$2" user\n'
-        'echo "NEW_KEY $(cat /etc/ssh/ssh_host_ed25519_key.pub | cut -d" " -f2)"\n'
+        f'echo "NEW_KEY $(cut -d" " -f2 {layout.DATA_SSH}/ssh_host_ed25519_key.pub)"\n'
         'echo "OLD_KEY $(echo "$host_key" | cut -d" " -f2)"\n'
         'echo "MACHINE_ID $(cat /etc/machine-id)"\n'
+        f'echo "KEPT_ID $(cat {layout.DATA_MACHINE_ID})"\n'
+        'echo "ETC_FILES $(find /etc/ssh -name "ssh_host_*" ! -type l | wc -l)"\n'
+        'echo "ETC_LINK $(readlink /etc/ssh/ssh_host_ed25519_key.pub)"\n'
+        # A second run (a new root slot's first boot): the kept identity stays as it is.
+        f'sum=$(cat {layout.DATA_SSH}/*.pub {layout.DATA_MACHINE_ID} | sha256sum)\n'
+        '"$2" identity >/dev/null\n'
+        f'[ "$sum" = "$(cat {layout.DATA_SSH}/*.pub {layout.DATA_MACHINE_ID} | sha256sum)" ]'
+        ' && echo SAME_AFTER_RERUN\n'
         "echo \"SHADOW $(getent shadow giles | cut -d: -f2) $(getent shadow pi | cut -d: -f2,8)\"\n"
         'echo "GROUPS $(id -nG giles)"\n'
         'echo "PI_SHELL $(getent passwd pi | cut -d: -f7)"\n'
@@ -688,6 +701,11 @@ def test_master_first_boot_script(out, tmp_path):
     assert seen["NEW_KEY"] and seen["NEW_KEY"] != seen["OLD_KEY"]
     host_id = Path("/etc/machine-id").read_text().strip()
     assert re.fullmatch(r"[0-9a-f]{32}", seen["MACHINE_ID"]) and seen["MACHINE_ID"] != host_id
+    assert seen["KEPT_ID"] == seen["MACHINE_ID"]  # on the data partition
+    # The keys are on the data partition, only linked into /etc/ssh (cloud-init makes none).
+    assert seen["ETC_FILES"] == "0"
+    assert seen["ETC_LINK"] == f"{layout.DATA_SSH}/ssh_host_ed25519_key.pub"
+    assert "SAME_AFTER_RERUN" in run.stdout.splitlines()
     user_hash, pi = seen["SHADOW"].split()
     assert user_hash.startswith("!")  # locked: no password, SSH key only
     assert pi.startswith("!") and pi.endswith(":1")  # pi locked and expired

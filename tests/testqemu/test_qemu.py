@@ -54,11 +54,13 @@ ALL_PHASES = (
     "master-ssh",
     "master-services",
     "master-exports",
+    "master-data",
     "master-nat",
     "external-isolation",
     "agent-bootrom",
     *AFTER_BOOTROM,
     *NO_K3S,
+    "master-reboot",
 )
 
 
@@ -167,6 +169,7 @@ def test_the_default_image_boots_and_netboots_an_agent(built: Built) -> None:
     timings = report["timings"]
     assert timings["qemu_start_to_master_banner"] > 0
     assert timings["qemu_start_to_agent_banner"] > 0
+    assert timings["master_reboot_to_banner"] > 0  # the state checked again after a reboot
     assert sha256(built.image) == before  # booted through a copy-on-write overlay only
 
 
