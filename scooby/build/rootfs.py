@@ -163,7 +163,7 @@ def agent_base(out: Path, suite: str, mirrors: list[str], debs: Path, log) -> No
         f"--essential-hook={HOOKS / 'essential40-defer-ca-certificates.sh'}",
         f"--essential-hook={HOOKS / 'essential50-defer-py3compile.sh'}",
         f"--customize-hook={HOOKS / 'customize20-ca-certificates.sh'}",
-        f"--customize-hook={HOOKS / 'deferred-py3compile.sh'}",
+        f"--customize-hook={HOOKS / 'customize20-py3compile.sh'}",
         f"--customize-hook={HOOKS / 'customize90-initramfs.sh'}",
         f"--customize-hook={HOOKS / 'customize95-cache-debs.sh'}",
         f"--customize-hook={HOOKS / 'customize85-archive.sh'}",
