@@ -8,11 +8,19 @@ real `scooby deploy --to` over SSH into the running master:
   v2 adds agent B (xander): applied live; B network-boots; A's upper layer and the master's
      state keep their files; the master does not reboot (its boot_id stays).
   v3 removes A: A's lease, export and TFTP folder are gone, and A's boot ROM gets no answer.
+  pull: the master pulls a release itself. The repository gains a dnsmasq file of the user's
+     (server/etc/dnsmasq.d/), `scooby deploy --bundle` makes the release, and an HTTPS server
+     of the test's serves it with its SHA256SUMS on the internal network (the test's own
+     address on the bridge; nothing outside this machine). On the master, `sudo scooby-update
+     --cacert CA URL` refuses the server while the CA is not given and a bundle whose sha256
+     is not SHA256SUMS's (nothing changes), then applies the real one: the file is there,
+     dnsmasq restarted and answers the new name, the deploy record is the bundle's.
 
 Every phase shows its time; the figures (live deploy seconds, bytes sent) go to
 phases.json. What is played rather than real is the Pi boot ROM (scooby's bootrom, as in
 test-qemu) and the firmware's loading of kernel and initrd (QEMU -kernel/-initrd from the
-boot partition). dnsmasq, NFS, OverlayFS, SSH, sudo and scooby-apply run for real.
+boot partition). dnsmasq, NFS, OverlayFS, SSH, sudo, curl, scooby-update and scooby-apply
+run for real.
 
 Not built yet, so not here: the A/B steps (v4 base change with a trial boot, v5 failing its
 health check) and the kill-during-slot-write check. The master's state (/var/lib/scooby,
@@ -25,17 +33,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from nethelpers import dns_lookup, https_server, make_ca
 
 from scooby.core import layout
+from scooby.deploy import bundle
 from scooby.load import load_or_raise
 from scooby.testqemu import agent as agent_phases
 from scooby.testqemu import bootrom, qemuvm
@@ -211,6 +223,189 @@ def v3_gone(s, deadline: float) -> str:
     return f"{', '.join(checks)} gone; boot ROM: {answer}"
 
 
+# -- pull: the master fetches a release over HTTPS and applies it (scooby-update) ---------
+
+PULL_CONF = "/etc/dnsmasq.d/day2-pull.conf"  # the release's one change: a server/ file
+PULL_NAME, PULL_ADDRESS = "release.day2.test", "192.0.2.77"
+# The release server's CA, copied into the user's home on the master as `scp` would; the
+# user passes it with --cacert (docs/day2.md, "Pulling a release").
+CA_ON_MASTER = "scooby-release-ca.pem"
+# What a refused pull must leave as it was (each file's path, size, mode and mtime).
+WATCHED = ("/etc/dnsmasq.d", "/etc/exports.d", "/etc/lighttpd", "/etc/scooby", "/srv",
+           "/usr/local/sbin", layout.DEPLOY_RECORD.rsplit("/", 1)[0])  # fmt: skip
+
+
+def master_state(s, deadline: float) -> dict[str, str]:
+    tree = check(
+        s.master_cmd,
+        f"sudo find {' '.join(WATCHED)} -xdev -printf '%p %s %m %T@\\n' | sort | sha256sum",
+        deadline,
+    )
+    record = check(s.master_cmd, f"sudo sha256sum {layout.DEPLOY_RECORD}", deadline)
+    dnsmasq = check(
+        s.master_cmd,
+        "systemctl show -p ActiveState -p MainPID -p ExecMainStartTimestampMonotonic dnsmasq",
+        deadline,
+    )
+    return {"files": tree.split()[0], "record": record.split()[0], "dnsmasq": dnsmasq.strip()}
+
+
+def lookup(s) -> str:
+    """What the master's dnsmasq answers for PULL_NAME, asked from the test's address."""
+    try:
+        found = dns_lookup(s.net.ns, str(s.cluster.master.internal.ip), PULL_NAME)
+    except OSError as e:  # a time-out: no answer
+        return f"no answer ({e or type(e).__name__})"
+    return " ".join(map(str, found)) or "no address"
+
+
+def wire_bytes(s) -> int:
+    """Bytes in and out of the test's address on the bridge (the HTTPS server's side; SSH
+    to the master goes through QEMU's user-net forward, not the bridge)."""
+    done = subprocess.run(
+        ["ip", "-n", s.net.ns, "-j", "-s", "link", "show", "br0"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    stats = json.loads(done.stdout)[0]["stats64"]
+    return stats["rx"]["bytes"] + stats["tx"]["bytes"]
+
+
+def scooby_update(s, args: str, deadline: float) -> subprocess.CompletedProcess:
+    """`sudo scooby-update ARGS` on the master, logged to update.log."""
+    done = s.master_cmd(f"sudo scooby-update {args}", max(deadline - time.monotonic(), 1))
+    s.updates += 1
+    with (s.out / "update.log").open("w" if s.updates == 1 else "a") as log:
+        log.write(
+            f"$ sudo scooby-update {args}\n{done.stdout}{done.stderr}[exit {done.returncode}]\n"
+        )
+    return done
+
+
+def refused(done: subprocess.CompletedProcess, message: str) -> str:
+    last = (done.stderr.strip().splitlines() or [""])[-1]
+    prefix = "scooby-update: refused, nothing changed: "
+    if done.returncode != 1 or not last.startswith(prefix) or message not in last:
+        raise Failed(f"not refused with {message!r}: exit {done.returncode}, {last!r}")
+    return last.removeprefix(prefix)
+
+
+def pull_bundle(s, deadline: float) -> str:
+    conf = s.repo / "server" / PULL_CONF.lstrip("/")
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(
+        f"# pulled by scooby-update (test-day2)\nhost-record={PULL_NAME},{PULL_ADDRESS}\n"
+    )
+    dist = s.work / "release"
+    argv = [sys.executable, "-m", "scooby", "deploy", "--repo", str(s.repo), "--bundle", str(dist)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    with (s.out / "deploy.log").open("a") as log:
+        log.write(f"$ scooby deploy --bundle DIR\n{done.stdout}{done.stderr}\n")
+    if done.returncode != 0:
+        raise Failed(f"scooby deploy --bundle exited {done.returncode}: {done.stderr[-600:]}")
+    s.served = s.work / "served"  # what the server serves; the refusals swap its bundle
+    shutil.copytree(dist, s.served)
+    host = str(s.test_address.ip)
+    ca, cert, key = make_ca(s.work / "tls", host)
+    log = s.out / "https-server.log"
+    port = s.cleanup.enter_context(https_server(s.served, cert, key, host, s.net.ns, log))
+    s.url = f"https://{host}:{port}/{bundle.BUNDLE}"
+    check(s.master_cmd, f"printf %s {shlex.quote(ca.read_text())} > {CA_ON_MASTER}", deadline)
+    before = time.time()
+    clock = float(check(s.master_cmd, "date +%s.%N", deadline))
+    skew = clock - (before + time.time()) / 2
+    s.record = check(s.master_cmd, f"sudo cat {layout.DEPLOY_RECORD}", deadline)
+    s.before = master_state(s, deadline)
+    size = (dist / bundle.BUNDLE).stat().st_size
+    return (
+        f"{s.url} ({size} bytes) and {bundle.SUMS}; CA in ~/{CA_ON_MASTER}; "
+        f"master clock {skew:+.1f} s from the host's"
+    )
+
+
+def pull_refused(s, deadline: float) -> str:
+    untrusted = refused(scooby_update(s, s.url, deadline), "download failed (curl exit 60)")
+    good = (s.served / bundle.BUNDLE).read_bytes()
+    tampered = bytearray(good)
+    tampered[len(good) // 2] ^= 1
+    (s.served / bundle.BUNDLE).write_bytes(bytes(tampered))
+    try:
+        done = scooby_update(s, f"--cacert {CA_ON_MASTER} {s.url}", deadline)
+    finally:
+        (s.served / bundle.BUNDLE).write_bytes(good)
+    wrong = refused(done, "is not the one in SHA256SUMS")
+    after = master_state(s, deadline)
+    changed = [what for what in after if after[what] != s.before[what]]
+    if changed:
+        raise Failed(f"a refused pull changed the master's {', '.join(changed)}: {after}")
+    answer = lookup(s)
+    if PULL_ADDRESS in answer:
+        raise Failed(f"{PULL_NAME} resolves before the pull: {answer}")
+    return (
+        f"without the CA: {untrusted[-120:]}; tampered: {wrong[-150:]}; "
+        f"nothing changed ({', '.join(after)}); {PULL_NAME}: {answer}"
+    )
+
+
+def pull_update(s, deadline: float) -> str:
+    wire, start = wire_bytes(s), time.monotonic()
+    done = scooby_update(s, f"--cacert {CA_ON_MASTER} {s.url}", deadline)
+    seconds, wire = time.monotonic() - start, wire_bytes(s) - wire
+    if done.returncode != 0:
+        raise Failed(
+            f"scooby-update exited {done.returncode}: {(done.stdout + done.stderr)[-600:]}"
+        )
+    lines = [ln.removeprefix("scooby-update: ").strip() for ln in done.stdout.splitlines()]
+    writes = [ln.split()[-1] for ln in lines if ln.startswith("write ")]
+    want = ("sha256 matches SHA256SUMS" in done.stdout, "live, no reboot:" in lines,
+            writes == [PULL_CONF], "reload  dnsmasq" in lines)  # fmt: skip
+    if not all(want):
+        raise Failed(f"not the plan of the one new file: {done.stdout[-800:]!r}")
+    payload = sum((s.served / name).stat().st_size for name in (bundle.BUNDLE, bundle.SUMS))
+    s.timings["pull_update_seconds"] = round(seconds, 1)
+    s.timings["pull_wire_bytes"] = wire
+    s.timings["pull_payload_bytes"] = payload
+    return (
+        f"sudo scooby-update --cacert ~/{CA_ON_MASTER} URL: {seconds:.1f} s, wrote {PULL_CONF}, "
+        f"restarted dnsmasq; {wire} bytes on the bridge ({payload} of bundle and {bundle.SUMS})"
+    )
+
+
+def pull_applied(s, deadline: float) -> str:
+    now = boot_id(s, deadline)
+    if now != s.boot_id:
+        raise Failed(f"the master rebooted: boot_id {s.boot_id} -> {now}")
+    want = (s.repo / "server" / PULL_CONF.lstrip("/")).read_text()
+    if check(s.master_cmd, f"cat {PULL_CONF}", deadline) != want:
+        raise Failed(f"{PULL_CONF} is not the release's")
+    with tarfile.open(s.served / bundle.BUNDLE) as tar:
+        release = json.load(tar.extractfile("record.json"))
+    record = json.loads(check(s.master_cmd, f"sudo cat {layout.DEPLOY_RECORD}", deadline))
+    if record != release:
+        raise Failed(f"{layout.DEPLOY_RECORD} is not the release's record.json")
+    previous = f"{layout.DEPLOY_PREVIOUS}/record.json"
+    if json.loads(check(s.master_cmd, f"sudo cat {previous}", deadline)) != json.loads(s.record):
+        raise Failed(f"{previous} is not the record before the pull")
+    state = master_state(s, deadline)
+    if "ActiveState=active" not in state["dnsmasq"] or state["dnsmasq"] == s.before["dnsmasq"]:
+        raise Failed(f"dnsmasq not restarted: {s.before['dnsmasq']!r} -> {state['dnsmasq']!r}")
+    answer = ""
+    while time.monotonic() < deadline:
+        answer = lookup(s)
+        if answer == PULL_ADDRESS:
+            break
+        time.sleep(2)
+    else:
+        raise Failed(f"{PULL_NAME}: {answer}, not {PULL_ADDRESS}")
+    again = scooby_update(s, f"--cacert {CA_ON_MASTER} {s.url}", deadline)
+    if again.returncode != 0 or "up to date: nothing to apply" not in again.stdout:
+        raise Failed(f"the same release again: exit {again.returncode}, {again.stdout[-300:]!r}")
+    return (
+        f"{PULL_CONF} as released; the record is the release's, the one before it in "
+        f"{previous}; dnsmasq restarted, {PULL_NAME} -> {answer}; same boot_id; "
+        "the same release again: up to date"
+    )
+
+
 class Day2(Session):
     """test-qemu's lifecycle (signals, cleanup, evidence, table) with the day-two phases."""
 
@@ -229,6 +424,10 @@ class Day2(Session):
         ("v2-agent-b-banner", 1200, agent_b_banner, ("v2-agent-b-bootrom",)),
         ("v3-deploy-live", 600, v3_deploy, ("v2-agent-b-banner",)),
         ("v3-agent-a-gone", 300, v3_gone, ("v3-deploy-live",)),
+        ("pull-bundle", 300, pull_bundle, ("v3-agent-a-gone",)),
+        ("pull-refused", 300, pull_refused, ("pull-bundle",)),
+        ("pull-update", 600, pull_update, ("pull-refused",)),
+        ("pull-applied", 300, pull_applied, ("pull-update",)),
     )
 
     def __init__(self, repo: Path, key: Path, image: Path, out: Path):
@@ -240,6 +439,17 @@ class Day2(Session):
         self.a = self.agent
         self.boot_id = ""
         self.deploys = 0
+        self.updates = 0
+        self.cleanup = contextlib.ExitStack()  # the HTTPS server
+        self.served = Path()
+        self.url = self.record = ""
+        self.before: dict[str, str] = {}
+
+    def close(self) -> None:
+        try:
+            self.cleanup.close()
+        finally:
+            super().close()
 
 
 def make_repo(top: Path) -> tuple[Path, Path]:
