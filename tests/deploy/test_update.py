@@ -199,7 +199,7 @@ def test_an_untrusted_certificate_is_refused(master, https):
     root, _, _ = master
     url, _ = https
     before = tree(root)
-    refused(update(root, url), "download failed (curl exit 60)")
+    refused(update(root, url), "download failed (curl exit 60): curl: (60) SSL certificate problem")
     assert tree(root) == before
 
 
