@@ -323,7 +323,9 @@ def pull_bundle(s, deadline: float) -> str:
 
 
 def pull_refused(s, deadline: float) -> str:
-    untrusted = refused(scooby_update(s, s.url, deadline), "download failed (curl exit 60)")
+    untrusted = refused(
+        scooby_update(s, s.url, deadline), "(curl exit 60): curl: (60) SSL certificate problem"
+    )
     good = (s.served / bundle.BUNDLE).read_bytes()
     tampered = bytearray(good)
     tampered[len(good) // 2] ^= 1
@@ -341,7 +343,8 @@ def pull_refused(s, deadline: float) -> str:
     if PULL_ADDRESS in answer:
         raise Failed(f"{PULL_NAME} resolves before the pull: {answer}")
     return (
-        f"without the CA: {untrusted[-120:]}; tampered: {wrong[-150:]}; "
+        f"without the CA: {untrusted.split(' download failed ')[-1]}; tampered bundle: "
+        f"sha256 {wrong.split()[2][:16]}... is not SHA256SUMS's; "
         f"nothing changed ({', '.join(after)}); {PULL_NAME}: {answer}"
     )
 
