@@ -84,8 +84,9 @@ def test_qemu(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def test_day2(session: nox.Session) -> None:
     """Day two in QEMU (as root; builds the image first, `--k3s=none`): boot a master with
-    agent A, `scooby deploy` v2 live adding agent B (which network-boots), then v3 removing A
-    (docs/day2.md): `pytest -m qemu tests/deploy/test_day2.py`."""
+    agent A, `scooby deploy` v2 live adding agent B (which network-boots), then v3 removing A,
+    then the master pulls a release over HTTPS with `scooby-update` (docs/day2.md):
+    `pytest -m qemu tests/deploy/test_day2.py`."""
     _install(session, "test")
     session.run(
         "pytest", "-m", "qemu", "tests/deploy/test_day2.py", *session.posargs,
