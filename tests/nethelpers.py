@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,18 @@ prompt = no
 [dn]
 CN = unused
 [ca]
+default_ca = test
+[test]
+dir = {folder}
+database = $dir/index.txt
+new_certs_dir = $dir
+serial = $dir/serial
+default_md = sha256
+policy = any
+unique_subject = no
+[any]
+commonName = supplied
+[ca_cert]
 basicConstraints = critical, CA:TRUE
 keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
@@ -40,23 +53,35 @@ subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 """
 EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+# Valid since a year ago, as a release server's certificate usually is: a master has no
+# clock of its own (a Pi has no RTC) and starts from the time fake-hwclock saved, which can
+# be the image's build time until NTP answers (none does in the QEMU test).
+VALID_BEFORE, VALID_AFTER = 365 * 86400, 2 * 86400
 
 
 def make_ca(folder: Path, address: str) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a server certificate it signed for IP `address` (openssl):
-    (the CA's certificate, to trust; the server's certificate; the server's key)."""
+    """A throwaway CA and a server certificate it signed for IP `address` (openssl), both
+    valid from a year ago to two days ahead: (the CA's certificate, to trust; the server's
+    certificate; the server's key)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "openssl.cnf"
-    config.write_text(OPENSSL_CONFIG.format(address=address))
-    ca, ca_key = folder / "ca.pem", folder / "ca-key.pem"
+    config.write_text(OPENSSL_CONFIG.format(folder=folder, address=address))
+    (folder / "index.txt").write_text("")
+    (folder / "serial").write_text("01\n")
+    now = time.time()
+    start, end = (time.strftime("%Y%m%d%H%M%SZ", time.gmtime(now + d))
+                  for d in (-VALID_BEFORE, VALID_AFTER))  # fmt: skip
+    dates = ["-startdate", start, "-enddate", end]
+    ca, ca_key, ca_request = folder / "ca.pem", folder / "ca-key.pem", folder / "ca.csr"
     cert, key, request = folder / "cert.pem", folder / "key.pem", folder / "cert.csr"
+    sign = ["ca", "-batch", "-notext", "-config", config, "-keyfile", ca_key, *dates]
     for argv in (
-        ["req", "-x509", "-config", config, "-extensions", "ca", *EC, "-days", "2",
-         "-subj", "/CN=Scooby test CA", "-keyout", ca_key, "-out", ca],
+        ["req", "-new", "-config", config, *EC, "-subj", "/CN=Scooby test CA",
+         "-keyout", ca_key, "-out", ca_request],
+        [*sign, "-selfsign", "-in", ca_request, "-extensions", "ca_cert", "-out", ca],
         ["req", "-new", "-config", config, *EC, "-subj", f"/CN={address}",
          "-keyout", key, "-out", request],
-        ["x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-set_serial", "2",
-         "-days", "1", "-extfile", config, "-extensions", "server", "-out", cert],
+        [*sign, "-cert", ca, "-in", request, "-extensions", "server", "-out", cert],
     ):  # fmt: skip
         subprocess.run(["openssl", *map(str, argv)], check=True, capture_output=True)
     return ca, cert, key
