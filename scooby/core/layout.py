@@ -45,6 +45,11 @@ BOOT_PARTITION = 1
 ROOT_PARTITION = 2
 SLOT_B_PARTITION = 3
 DATA_PARTITION = 4
+# The partition layout's name, in the deploy record's `release`: a master flashed with an
+# earlier layout (p1 boot, p2 root; no data partition) differs here, so `scooby deploy` and
+# scooby-update plan a new image for it instead of a live change that would make its fstab
+# mount a partition it does not have.
+IMAGE_LAYOUT = "boot,root-a,root-b,data"
 BOOT_LABEL = "SCOOBYBOOT"
 ROOT_LABEL = "scooby-root"
 DATA_LABEL = "scooby-data"

@@ -56,6 +56,7 @@ def release(cluster: Cluster) -> dict[str, str]:
         "mirror": base.mirror,
         "image": base.image_sha256,
         "k3s": k3s.version,
+        "layout": layout.IMAGE_LAYOUT,
     }
 
 

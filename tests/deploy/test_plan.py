@@ -88,6 +88,15 @@ def test_the_k3s_version_needs_a_reboot(tmp_path, v1):
     assert "REBOOT (A/B)" in describe(p, "buffy")[0]
 
 
+def test_a_master_flashed_before_the_data_partition_needs_a_new_image(tmp_path, v1):
+    """Its record has no `layout`: the new fstab would mount a partition it does not have,
+    so nothing goes live (a deploy is refused until A/B exists) and the plan says why."""
+    old = dict(v1, release={k: v for k, v in v1["release"].items() if k != "layout"})
+    p = plan(old, v1)
+    assert p.reboot == [f"release layout: - -> {layout.IMAGE_LAYOUT}"]
+    assert "REBOOT (A/B)" in describe(p, "buffy")[0]
+
+
 @pytest.mark.parametrize(
     ("path", "action"),
     [
