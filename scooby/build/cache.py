@@ -21,7 +21,7 @@ from pathlib import Path
 CACHE_DIR = ".cache"
 # Bump when a stage's code changes its output in a way its inputs don't show.
 FORMAT = 1
-# Outputs kept per stage (see Cache.commit): an agent base is about 0.6 GB.
+# Outputs kept per stage (see Cache.commit): an agent base is about 0.8 GB (docs/build.md).
 KEPT_VERSIONS = 2
 
 
