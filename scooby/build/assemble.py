@@ -6,7 +6,8 @@
                   + render's master/ tree (the user's server/** already merged last)
                   + each agent's private layer (AGENT_LAYERS/NAME)
                   + K3S when embedded, and /etc/scooby/release
-                  + the deploy record (layout.DEPLOY_RECORD): what `scooby deploy` compares
+                  + the deploy record (layout.DEPLOY_RECORD): what `scooby deploy` compares,
+                    and the same in the root slot itself (layout.SLOT_RECORD)
     master data   = the state folders (layout.DATA_BINDS), moved out of the root: the data
                     partition; the root keeps each as an empty mount point
     master boot   = the same boot files (firmware, vmlinuz, initrd.img, DTBs) + render's boot/
@@ -280,10 +281,17 @@ def saved_clock(root: Path, archive: str) -> None:
 
 def write_deploy_record(root: Path, cluster: Cluster, rendered: Path) -> None:
     """What this image holds, for `scooby deploy` to compare a new render with (0600: it
-    names every file and agent)."""
+    names every file and agent). Twice: layout.DEPLOY_RECORD (moved to the data partition
+    by split_data, rewritten by each deploy) and layout.SLOT_RECORD, which stays in the root
+    slot as built (docs/day2.md 4.3: what a committed or rolled-back-to slot holds)."""
     from scooby.render.record import record
 
-    path = at(root, layout.DEPLOY_RECORD)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.write_text(json.dumps(record(cluster, rendered), indent=1, sort_keys=True) + "\n")
-    path.chmod(0o600)
+    text = json.dumps(record(cluster, rendered), indent=1, sort_keys=True) + "\n"
+    # deploy/ is the deploy's own folder (0700); /etc/scooby holds the release, for all
+    for on_master, mode in ((layout.DEPLOY_RECORD, 0o700), (layout.SLOT_RECORD, 0o755)):
+        path = at(root, on_master)
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True)
+            path.parent.chmod(mode)
+        path.write_text(text)
+        path.chmod(0o600)

@@ -91,6 +91,11 @@ SCOOBY_K3S_TOKEN = "/usr/local/sbin/scooby-k3s-token"  # puts the join token in 
 # Day two (`scooby deploy`, docs/day2.md): the record of every file Scooby put on the master
 # (sha256, mode), its agents and its release; written by the build, rewritten by each deploy.
 DEPLOY_RECORD = "/var/lib/scooby/deploy/record.json"
+# The same record as the build wrote it, in the root slot itself: it comes and goes with the
+# slot, so when a slot is committed or rolled back to (scooby-slot), the deploy record takes
+# from it the release and the files that live on the root slot (not those on the data
+# partition, which a live deploy changes).
+SLOT_RECORD = "/etc/scooby/record.json"
 # What the last deploy replaced (files/<path>) and the record before it (record.json):
 # `scooby deploy --rollback` returns there.
 DEPLOY_PREVIOUS = "/var/lib/scooby/deploy/previous"

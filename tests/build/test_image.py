@@ -217,6 +217,8 @@ def test_state_is_on_the_data_partition(image: Image):
         assert "Type: directory" in stat, name  # the state's folder, on p4
         assert image.ls_at(image.root_offset, on_master) == {}, on_master  # a mount point
     assert image.exists(layout.DEPLOY_RECORD) and image.exists(layout.AGENT_BASE_IMAGE)
+    # The slot's own copy of the record stays on the root (scooby-slot commit reads it).
+    assert image.read(layout.SLOT_RECORD) == image.read(layout.DEPLOY_RECORD)
     stats = subprocess.run(
         ["debugfs", "-R", "stats", f"{image.path}?offset={image.data_offset}"],
         capture_output=True,

@@ -58,6 +58,13 @@ def test_the_build_writes_the_deploy_record(tmp_path):
     }
     assert f"{layout.SCOOBY_APPLY}" in written["files"]
     assert "/boot/firmware/cmdline.txt" in written["files"]
+    # The slot's own copy (scooby-slot commit and rollback take the release from it): the
+    # same bytes, in the root rather than on the data partition, as private.
+    own = root / layout.SLOT_RECORD.lstrip("/")
+    assert own.read_bytes() == path.read_bytes()
+    assert own.stat().st_mode & 0o777 == 0o600
+    assert own.parent.stat().st_mode & 0o777 == 0o755
+    assert not layout.SLOT_RECORD.startswith(tuple(f"{p}/" for p, _ in layout.DATA_BINDS))
 
 
 def test_a_bundle_for_scooby_update(repo, tmp_path):
