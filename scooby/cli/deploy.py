@@ -1,11 +1,13 @@
-"""`scooby deploy --to HOST [--dry-run]`: the repository's current state onto a running master."""
+"""`scooby deploy --to HOST [--dry-run]`: the repository's current state onto a running master:
+live when only the cluster description changed, A/B (a new root slot, a trial boot) when the
+plan needs a reboot."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-HELP = "deploy the repository to a running master over SSH (live when no reboot is needed)"
+HELP = "deploy the repository to a running master over SSH (live, or A/B with a trial boot)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +35,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="return the master to its state before the last deploy (with --dry-run: show it)",
     )
     parser.add_argument(
+        "--allow-kernel-change",
+        action="store_true",
+        help="an A/B deploy may also write the boot partition (kernel, initrd, DTBs,"
+        " config.txt, cmdline.txt), which both slots share and A/B does not protect",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="an A/B deploy or rollback: how long to wait for the master's decision after"
+        " its reboot (default 1800)",
+    )
+    parser.add_argument(
         "--identity",
         type=Path,
         metavar="KEY",
@@ -50,7 +65,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from scooby.deploy import Target, deploy, rollback
-    from scooby.deploy.plan import describe
     from scooby.validate import validated
 
     cluster = validated(args.repo)
@@ -58,17 +72,27 @@ def run(args: argparse.Namespace) -> int:
         return write_bundle(cluster, args)
     host = args.to if "@" in args.to else f"{cluster.secrets.default_user}@{args.to}"
     target = Target(host, args.port, args.identity, tuple(args.ssh_option))
+
+    def say(line: str) -> None:
+        print(line, flush=True)  # as it happens: an A/B deploy takes minutes
+
     if args.rollback:
-        result = rollback(target, dry_run=args.dry_run)
+        result = rollback(target, dry_run=args.dry_run, wait=args.wait, say=say, label=args.to)
     else:
-        result = deploy(cluster, target, args.repo / "build" / "deploy", dry_run=args.dry_run)
-    for line in describe(result.plan, args.to):
-        print(line)
+        result = deploy(
+            cluster, target, args.repo / "build" / "deploy", dry_run=args.dry_run,
+            repo=args.repo.resolve(), allow_kernel_change=args.allow_kernel_change,
+            wait=args.wait, say=say, label=args.to,
+        )  # fmt: skip
     if args.dry_run or result.plan.empty:
         return 0
     if result.output:
         print(result.output.rstrip())
-    print(f"deployed to {args.to} in {result.seconds:.1f} s, {result.sent} bytes sent")
+    line = f"deployed to {args.to} in {result.seconds:.1f} s, {result.sent} bytes sent"
+    if result.steps:  # A/B: where the time went
+        each = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.steps.items())
+        line += f" (A/B, slot {result.slot} committed: {each})"
+    print(line)
     return 0
 
 
