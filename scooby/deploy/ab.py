@@ -100,12 +100,16 @@ def describe(p: Plan, allow_kernel_change: bool) -> list[str]:
 
 
 def parse_status(text: str) -> dict[str, str]:
-    """`scooby-slot status`'s KEY=VALUE lines."""
+    """`scooby-slot status`'s KEY=VALUE lines, as a shell reads them (a value with spaces,
+    LAST's, comes quoted)."""
     status = {}
     for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip():
-            status[key.strip()] = value.strip()
+        key, sep, value = line.strip().partition("=")
+        if sep and key.isidentifier():
+            try:
+                status[key] = " ".join(shlex.split(value))
+            except ValueError:
+                status[key] = value.strip()
     return status
 
 

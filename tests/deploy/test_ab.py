@@ -157,11 +157,11 @@ def test_the_boot_tar_carries_the_sums():
 def test_scooby_slot_status_is_read_as_key_value_lines():
     text = (
         "BOOTED=a\nCOMMITTED=a\nTRIAL=\nTRIES=0\nVERIFIED=b:abc\n"
-        "LAST=trial of b: health failed (dnsmasq)\nRELEASE_A=0.1/x\nRELEASE_B=\n"
+        "LAST='trial b failed: dnsmasq is failed'\nRELEASE_A=0.1/x\nRELEASE_B=\n"
     )
     status = ab.parse_status(text)
     assert status["BOOTED"] == "a" and status["TRIAL"] == "" and status["RELEASE_B"] == ""
-    assert status["LAST"] == "trial of b: health failed (dnsmasq)"
+    assert status["LAST"] == "trial b failed: dnsmasq is failed"  # shlex.quote'd by scooby-slot
     assert ab.other("a") == "b" and ab.other("b") == "a"
     with pytest.raises(ScoobyError, match="a trial of slot b is under way"):
         ab.check_idle(Target("spike@buffy"), dict(status, TRIAL="b"))
