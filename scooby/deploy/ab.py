@@ -21,6 +21,7 @@ committed slot by itself if anything after that goes wrong.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -238,25 +239,28 @@ def write_slot(target: Target, fs: Path, size: int, digest: str, say: Say) -> tu
         except BrokenPipeError:
             pass  # ssh or scooby-slot gave up: its own message says why (below)
         finally:
-            zstd.stdout.close()
+            with contextlib.suppress(BrokenPipeError):
+                ssh.stdin.close()
+            zstd.stdout.close()  # zstd, if still writing, ends on SIGPIPE
             zstd.wait()
             code = ssh.wait()
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode("utf-8", "replace").strip()
         stderr = err.read().decode("utf-8", "replace").strip()
-    if zstd.returncode != 0:
-        raise ScoobyError(error(target.host, None, f"zstd {fs} exited {zstd.returncode}"))
-    if code != 0:
+    if code != 0:  # first: a refusal on the master also ends zstd (SIGPIPE)
         why = (stderr.splitlines() or [f"ssh exit {code}"])[-1]
         raise ScoobyError(error(target.host, None, f"the slot write failed: {why}"))
+    if zstd.returncode != 0:
+        raise ScoobyError(error(target.host, None, f"zstd {fs} exited {zstd.returncode}"))
     return sent, (stdout.splitlines() or [""])[-1]
 
 
 def reboot_into(target: Target, command: str) -> None:
     """Run a scooby-slot command that reboots the master. ssh may lose its peer before it
     hears the exit status (255): the wait that follows tells what happened."""
-    done = _ssh(target, f"sudo {SLOT} {command}", 120)
+    quick = dataclasses.replace(target, options=(*target.options, *QUICK))
+    done = _ssh(quick, f"sudo {SLOT} {command}", 120)
     if done.returncode not in (0, 255):
         raise ScoobyError(error(target.host, None, f"sudo {SLOT} {command}: {_detail(done)}"))
 

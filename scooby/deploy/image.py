@@ -46,7 +46,9 @@ def partitions(image: Path) -> dict[int, Partition]:
     sector = int(table.get("sectorsize", SECTOR))
     found = {}
     for part in table["partitions"]:
-        number = int(re.search(r"(\d+)$", part["node"]).group(1))
+        # sfdisk names each partition after the file: IMAGE1, or IMAGEp1 when IMAGE ends in
+        # a digit (as a disk's nodes are named)
+        number = int(part["node"].removeprefix(str(image)).lstrip("p"))
         found[number] = Partition(number, part["start"] * sector, part["size"] * sector)
     return found
 

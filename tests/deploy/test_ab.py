@@ -218,3 +218,17 @@ def test_the_deploy_options_are_there():
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0
     assert "--allow-kernel-change" in done.stdout and "--wait SECONDS" in done.stdout
+
+
+def test_partitions_of_an_image_whose_name_ends_in_a_digit(tmp_path):
+    """sfdisk names the partitions of card1 card1p1, card1p2 (as a disk's nodes)."""
+    card = tmp_path / "card1"
+    with open(card, "wb") as f:
+        f.truncate(64 * 2**20)
+    script = "label: dos\nunit: sectors\nstart=8192, size=8192, type=c\nstart=16384, type=83\n"
+    subprocess.run(["sfdisk", "--no-reread", "--no-tell-kernel", str(card)], input=script,
+                   capture_output=True, text=True, check=True)  # fmt: skip
+    parts = image.partitions(card)
+    assert sorted(parts) == [1, 2]
+    assert parts[1] == image.Partition(1, 8192 * 512, 8192 * 512)
+    assert parts[2].start == 16384 * 512 and parts[2].size == 64 * 2**20 - 16384 * 512
