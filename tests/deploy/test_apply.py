@@ -115,6 +115,10 @@ def test_adding_an_agent(versions):
     assert (at(root, layout.AGENT_UPPERS) / "xander").is_dir()
     assert (at(root, layout.AGENT_UPPERS) / "willow" / "kept").read_text() == "mine"
     assert json.loads(at(root, layout.DEPLOY_RECORD).read_text()) == v2.record
+    # The running slot's own record follows: its root files are v2's now (scooby-slot
+    # commit/rollback to this slot takes them from there).
+    assert json.loads(at(root, layout.SLOT_RECORD).read_text()) == v2.record
+    assert at(root, layout.SLOT_RECORD).stat().st_mode & 0o777 == 0o600
     assert commands(root) == [
         layout.SCOOBY_K3S_TOKEN,
         "systemctl daemon-reload",
