@@ -99,6 +99,16 @@ SLOT_RECORD = "/etc/scooby/record.json"
 # What the last deploy replaced (files/<path>) and the record before it (record.json):
 # `scooby deploy --rollback` returns there.
 DEPLOY_PREVIOUS = "/var/lib/scooby/deploy/previous"
+# A/B on the Debian base (docs/day2.md, 4.3): the slot state on the data partition
+# (COMMITTED, TRIAL, TRIES, VERIFIED, LAST), read and updated by the initramfs
+# (templates/base/initramfs-tools/scripts/local-top/scooby-slot) and by SCOOBY_SLOT; what
+# the initramfs chose for this boot (BOOTED, TRIAL), and on a trial boot a marker file the
+# health check's units are conditioned on.
+SLOT_STATE = f"{DATA_MOUNT}/slots"
+SLOT_RUN = "/run/scooby/slot"
+SLOT_TRIAL_MARK = "/run/scooby/trial"
+SCOOBY_SLOT = "/usr/local/sbin/scooby-slot"
+SLOT_DEADLINE_MIN = 10  # a trial not committed this many minutes after boot reboots
 SCOOBY_APPLY = "/usr/local/sbin/scooby-apply"  # the master's half of a live deploy
 SCOOBY_UPDATE = "/usr/local/sbin/scooby-update"  # the pull side: a release bundle, on the master
 # A deploy's on-master path prefix -> the action that makes a running master pick the change

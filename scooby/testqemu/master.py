@@ -39,6 +39,8 @@ def prepare(s, deadline: float) -> str:
         disk,
         "qcow2",
         [(external, "52:54:00:5c:00:01"), (internal, "52:54:00:5c:00:02")],
+        watchdog=True,  # the master's systemd feeds it (docs/day2.md, 4.3)
+        cache=s.disk_cache,
     )
     s.master = q.VM("master", s.net.ns, console, argv)
     return f"cmdline: {cmdline}"

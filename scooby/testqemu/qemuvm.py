@@ -335,16 +335,25 @@ def qemu_argv(
     disk_format: str,
     nics: list[tuple[str, str]],
     memory: int = 2048,
+    watchdog: bool = False,
+    cache: str = "unsafe",
 ) -> list[str]:
     """QEMU's command line: TCG, no default devices, the serial console into a file, one
-    virtio disk, and `nics` as (netdev options, MAC) in order (eth0, eth1, ...)."""
+    virtio disk, and `nics` as (netdev options, MAC) in order (eth0, eth1, ...).
+
+    `watchdog`: an i6300esb, the stand-in for the Pi's bcm2835 watchdog (Debian's i6300esb
+    module drives it; systemd's RuntimeWatchdogSec feeds it; QEMU resets the guest when it
+    fires). `cache`: unsafe (fast, guest flushes ignored) unless a test kills QEMU and wants
+    what the guest synced to be on the host, as after a power cut (writeback)."""
     argv = [QEMU, *MACHINE, "-m", str(memory), "-nodefaults", "-display", "none"]
     argv += ["-chardev", f"file,id=console,path={console}", "-serial", "chardev:console"]
     argv += ["-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline]
     argv += ["-object", "rng-random,id=rng,filename=/dev/urandom"]
     argv += ["-device", "virtio-rng-pci,rng=rng"]  # sshd and k3s need entropy early
-    argv += ["-drive", f"if=none,id=disk,file={disk},format={disk_format},cache=unsafe"]
+    argv += ["-drive", f"if=none,id=disk,file={disk},format={disk_format},cache={cache}"]
     argv += ["-device", "virtio-blk-pci,drive=disk"]
+    if watchdog:
+        argv += ["-device", "i6300esb"]
     for n, (netdev, mac) in enumerate(nics):
         argv += [
             "-netdev",

@@ -133,6 +133,7 @@ def _raise_interrupted(signum, frame):
 
 class Session:
     plan = PLAN  # a subclass (the day-two test) runs its own phases with the same lifecycle
+    disk_cache = "unsafe"  # the master's disk (qemuvm.qemu_argv); a test that kills QEMU: writeback
 
     def __init__(self, cluster, agent, image: Path, out: Path, identity, console) -> None:
         from scooby.testqemu import qemuvm

@@ -338,6 +338,8 @@ def test_initramfs_has_each_models_root_modules_and_their_dependencies(
         missing = [d for d in dep[name] if d not in inside]
         assert not missing, f"{wanted} needs {missing}, which the initramfs lacks"
     assert "scripts/nfs" in listing
+    # The master's root slot is chosen here (docs/day2.md, 4.3); initramfs-tools runs it.
+    assert {"scripts/local-top/scooby-slot", "scripts/local-top/ORDER"} <= set(listing)
     print(f"initramfs: {len(files)} modules, {initrd.stat().st_size} bytes, kernel {version}")
 
 

@@ -564,8 +564,9 @@ def _verify(tmp: Path, tree: Path, units: list[str]) -> None:
 
 def test_systemd_verify_master_units(out, tmp_path):
     units = sorted(p.name for p in (out / "master/etc/systemd/system").glob("*.service"))
-    assert len(units) == 8
+    assert len(units) == 10
     others = ["scooby-fake-hwclock.timer", "ssh.service", "ssh.socket", "multi-user.target"]
+    others += ["scooby-health-deadline.timer", "timers.target"]  # a trial boot's deadline
     _verify(tmp_path, out / "master", units + others)
 
 
@@ -581,10 +582,11 @@ def test_shell_scripts_parse_and_are_executable(out):
         p for tree in ("master", *(f"agents/{a}" for a in AGENTS))
         for p in (out / tree / "usr/local/sbin").iterdir()
     )  # fmt: skip
-    assert len(scripts) == 9 + 6 * len(AGENTS)
+    assert len(scripts) == 10 + 6 * len(AGENTS)
     for path in scripts:
         assert os.access(path, os.X_OK), path
-        if path.name in ("scooby-apply", "scooby-update"):  # the master's side of a deploy
+        # the master's side of a deploy, and of an A/B deploy
+        if path.name in ("scooby-apply", "scooby-update", "scooby-slot"):
             assert path.read_text().startswith("#!/usr/bin/python3\n"), path
             compile(path.read_text(), str(path), "exec")
             continue

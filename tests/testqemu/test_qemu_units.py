@@ -420,6 +420,15 @@ def test_the_qemu_command_is_tcg_virt_with_the_nics_in_order(tmp_path: Path) -> 
     assert "-M virt -cpu cortex-a72 -smp 2" in text and "-accel" not in text
     assert "-nodefaults" in argv
     assert text.index("netdev=nic0,mac=52:54:00:00:00:01") < text.index("netdev=nic1")
+    assert "cache=unsafe" in text and "i6300esb" not in text
+
+
+def test_the_masters_qemu_command_can_have_a_watchdog_and_honour_flushes(tmp_path: Path) -> None:
+    argv = qemuvm.qemu_argv(tmp_path / "k", tmp_path / "i", "root=x", tmp_path / "c.log",
+                            tmp_path / "d.qcow2", "qcow2", [], watchdog=True,
+                            cache="writeback")  # fmt: skip
+    assert argv[argv.index("i6300esb") - 1] == "-device"
+    assert f"file={tmp_path / 'd.qcow2'},format=qcow2,cache=writeback" in " ".join(argv)
 
 
 def test_only_an_earlier_runs_evidence_is_cleared(tmp_path: Path) -> None:
