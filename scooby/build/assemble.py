@@ -9,7 +9,8 @@
                   + the deploy record (layout.DEPLOY_RECORD): what `scooby deploy` compares,
                     and the same in the root slot itself (layout.SLOT_RECORD)
     master data   = the state folders (layout.DATA_BINDS), moved out of the root: the data
-                    partition; the root keeps each as an empty mount point
+                    partition; the root keeps each as an empty mount point. What only a new
+                    image changes (the agent base, AGENT_SHARED, K3S) stays on the root slot.
     master boot   = the same boot files (firmware, vmlinuz, initrd.img, DTBs) + render's boot/
 
 Everything here is plain file copying in directories we own; ownership is root's because
@@ -148,19 +149,27 @@ def add_k3s(root: Path, k3s: K3sPlan) -> None:
     binary.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(k3s.files.binary, binary)
     binary.chmod(0o755)
-    link_or_copy(binary, at(at(root, layout.AGENT_SHARED), layout.K3S_BINARY))
+    link_or_copy(binary, at(at(root, layout.AGENT_SHARED), layout.K3S_BINARY))  # one inode
+    # The air-gap images belong to the K3S binary, so they come with the root slot (the
+    # agents' copy in AGENT_SHARED). The master's K3S reads them from its images folder, which
+    # is on the data partition (/var/lib/rancher): a link there to that copy keeps one copy in
+    # the image, and after an A/B deploy the master's K3S finds the new slot's images.
+    shared = at(at(root, layout.AGENT_SHARED), layout.K3S_AIRGAP_SHARED)
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(k3s.files.airgap, shared)
+    shared.chmod(0o644)
     airgap = at(root, layout.K3S_AIRGAP_DIR) / AIRGAP
     airgap.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(k3s.files.airgap, airgap)
-    airgap.chmod(0o644)
-    link_or_copy(airgap, at(at(root, layout.AGENT_SHARED), layout.K3S_AIRGAP_SHARED))
+    airgap.unlink(missing_ok=True)
+    airgap.symlink_to(layout.AGENT_SHARED + layout.K3S_AIRGAP_SHARED)
 
 
 def agent_dirs(root: Path, cluster: Cluster, rendered: Path) -> None:
     """Every directory the agents' overlays name (fstab): they must exist before first boot.
 
-    lower layers: AGENT_LAYERS/NAME (render's agents/NAME), AGENT_SHARED (K3S or empty),
-    AGENT_BASE (the squashfs mount point); upper, work and merged dirs per agent.
+    lower layers: AGENT_LAYERS/NAME (render's agents/NAME, on the data partition),
+    AGENT_SHARED (K3S or empty) and AGENT_BASE (the squashfs mount point), both on the root
+    slot; upper, work and merged dirs per agent.
     """
     at(root, layout.AGENT_SHARED).mkdir(parents=True, exist_ok=True)
     for agent in cluster.agents:

@@ -14,9 +14,18 @@ AGENT_WORKDIRS = "/var/lib/scooby/overlay"  # each agent's OverlayFS work dir
 AGENT_LAYERS = (
     "/var/lib/scooby/layers"  # each agent's private read-only layer (render's agents/NAME)
 )
-AGENT_SHARED = "/var/lib/scooby/shared"  # files every agent gets over the base (k3s binary, images)
-AGENT_BASE_IMAGE = "/var/lib/scooby/base.squashfs"  # the shared agent root, compressed, read-only
-AGENT_BASE = "/var/lib/scooby/base"  # where that image is mounted: the lowest overlay layer
+# What every agent boots that only a new image changes: on the root slot, so that it comes
+# with the slot (docs/day2.md, 4.1 "The rule for files"). An A/B deploy writes only the
+# inactive root slot: were these on the data partition, a trial slot would have to change
+# what the committed slot's agents boot, and a rollback could not give it back. Under /usr/lib
+# because file-hierarchy(7) puts "static, private vendor data", binaries of any architecture
+# included, there: it is the image's, no Debian package owns /usr/lib/scooby, and nothing
+# writes it at run time (but scooby-k3s-install, in K3S_MODE=first-boot, which installs the
+# master's own k3s into the slot too). Not /srv: "managed by the administrator, generally
+# writable", the opposite of a file that only a new slot changes.
+AGENT_SHARED = "/usr/lib/scooby/agent-shared"  # what every agent gets over the base (k3s, images)
+AGENT_BASE_IMAGE = "/usr/lib/scooby/agent-base.squashfs"  # the agents' root: squashfs, read-only
+AGENT_BASE = "/usr/lib/scooby/agent-base"  # where that image is mounted: the lowest overlay layer
 TFTP_ROOT = "/srv/tftp"  # bootcode.bin at the top, one folder per PXE ID
 TFTP_BOOT = "/srv/tftp/.boot"  # the agent base's boot files, which the PXE folders link to
 RANCHER_DEVICE = "/dev/disk/scooby-rancher"  # agents: udev's link to the /var/lib/rancher disk

@@ -85,6 +85,12 @@ def master_exports(s, deadline: float) -> str:
     base = check(s.master_cmd, f"findmnt -n -o FSTYPE {layout.AGENT_BASE}", deadline).strip()
     if base != "squashfs":
         raise Failed(f"{layout.AGENT_BASE} is {base or 'not mounted'}, not the squashfs")
+    # What the agents boot comes with the root slot (an A/B deploy changes it, nothing else):
+    # the squashfs and the shared layer are on the file system mounted at /, not on p4.
+    for path in (layout.AGENT_BASE_IMAGE, layout.AGENT_SHARED):
+        on = check(s.master_cmd, f"findmnt -n -o TARGET -T {path}", deadline).strip()
+        if on != "/":
+            raise Failed(f"{path} is on the file system mounted at {on}, not the root slot")
     exports = check(s.master_cmd, "sudo exportfs -v", deadline)
     found = []
     for agent in s.cluster.agents:
@@ -96,7 +102,7 @@ def master_exports(s, deadline: float) -> str:
         if f"{merged} {agent.ip}(" not in flat:
             raise Failed(f"{merged} is not exported to {agent.ip}: {flat[-300:]!r}")
         found.append(f"{merged} -> {agent.ip}")
-    return "base squashfs; overlay + export: " + ", ".join(found)
+    return "base squashfs (on the root slot); overlay + export: " + ", ".join(found)
 
 
 def master_nat(s, deadline: float) -> str:

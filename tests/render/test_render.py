@@ -251,6 +251,16 @@ def test_fstab_mounts_root_boot_base_and_one_overlay_per_agent(out: Path) -> Non
         assert {"index=on", "nfs_export=on", f"x-systemd.requires={layout.AGENT_BASE}"} <= set(
             options
         )
+        # The upper, work and layer dirs are on the data partition's bind mount, which the
+        # overlay's options alone do not make systemd wait for.
+        assert f"x-systemd.requires-mounts-for={layout.AGENT_UPPERS}/{agent.name}" in options
+    # What the agents boot comes with the root slot; what they and deploys write is state.
+    for path in (layout.AGENT_BASE_IMAGE, layout.AGENT_BASE, layout.AGENT_SHARED):
+        assert not any(path.startswith(on_master + "/") for on_master, _ in layout.DATA_BINDS)
+    for path in (layout.AGENT_UPPERS, layout.AGENT_WORKDIRS, layout.AGENT_LAYERS):
+        assert path.startswith("/var/lib/scooby/") and ("/var/lib/scooby", "scooby") in (
+            layout.DATA_BINDS
+        )
 
 
 def test_lighttpd_serves_each_seed_to_its_agent_only(out: Path) -> None:

@@ -758,6 +758,8 @@ httpd.serve_forever()
 # In a new mount and network namespace: a private /etc (github.com is 127.0.0.1), empty
 # /var/lib, /var/tmp and /usr/local/bin, the rendered /usr/local/sbin, no console to write
 # to, and the test double (logging stubs) for mount, umount, mountpoint, exportfs and wall.
+# The agents' shared layer is under /usr/lib (the root slot), which cannot be emptied like
+# the others while this shell runs from it: an overlay over it takes the script's writes.
 INSTALL = """\
 set -e
 ip link set lo up
@@ -765,6 +767,8 @@ mount -t tmpfs t "$W/etc" && cp -a /etc/. "$W/etc" && mount --bind "$W/etc" /etc
 echo "127.0.0.1 github.com" >/etc/hosts
 mkdir -p /etc/scooby && echo "K3S_MODE=$MODE" >/etc/scooby/release
 for d in /var/lib /var/tmp /usr/local/bin; do mount -t tmpfs t "$d"; done
+mkdir "$W/ul" && mount -t tmpfs t "$W/ul" && mkdir "$W/ul/upper" "$W/ul/work"
+mount -t overlay t -o "lowerdir=$UNDER,upperdir=$W/ul/upper,workdir=$W/ul/work" "$UNDER"
 mount --bind "$SBIN" /usr/local/sbin
 : >"$W/active" && mount --bind "$W/active" /sys/class/tty/console/active
 python3 "$W/server.py" "$W/www" "$W/cert.pem" "$W/key.pem" >"$W/server.out" 2>&1 &
@@ -774,9 +778,9 @@ set +e
 CURL_CA_BUNDLE="$W/cert.pem" PATH="$W/stubs:$PATH" /usr/local/sbin/scooby-k3s-install
 code=$?
 kill $server
-for f in /usr/local/bin/k3s /var/lib/scooby/shared/usr/local/bin/k3s \
+for f in /usr/local/bin/k3s "$SHARED/usr/local/bin/k3s" \
     /var/lib/rancher/k3s/agent/images/k3s-airgap-images-arm64.tar.zst \
-    /var/lib/scooby/shared/usr/local/share/scooby/k3s-airgap-images-arm64.tar.zst; do
+    "$SHARED/usr/local/share/scooby/k3s-airgap-images-arm64.tar.zst"; do
     [ -f "$f" ] && echo "FILE $f $(stat -c %a "$f") $(sha256sum <"$f" | cut -d' ' -f1)"
 done
 exit $code
@@ -821,6 +825,8 @@ def _first_boot_install(tmp: Path, mode: str, sha: str, served: bytes = FAKE_K3S
             "W": str(w),
             "MODE": mode,
             "SBIN": str(rendered / "master/usr/local/sbin"),
+            "SHARED": layout.AGENT_SHARED,
+            "UNDER": str(Path(layout.AGENT_SHARED).parents[1]),  # /usr/lib: it exists here
         },
     )
     log = w / "calls.log"
