@@ -237,10 +237,11 @@ def master_stage(base, cache, log, key, rootfs, agent_dir, agent_key):
     from scooby.build import archive
 
     built = archive.built_from(agent_dir)  # None for a Raspberry Pi OS base
-    stage_key = key("master-base", rootfs.master_inputs(agent_key, built))
+    stage_key = key("master-base", rootfs.master_inputs(agent_key, built, base.extra_packages))
     hit = cache.lookup("master-base", stage_key)
+    extra = f"+ {' '.join(base.extra_packages)}" if base.extra_packages else ""
     if hit:
-        return hit, True, ""
+        return hit, True, extra
     tmp = cache.staging("master-base", stage_key)
     suite, keyring = base.suite, None
     mirrors = archive.sources(base.suite, base.mirror, base.updates_mirror, base.security_mirror)
@@ -249,10 +250,20 @@ def master_stage(base, cache, log, key, rootfs, agent_dir, agent_key):
         suite = (apt / "suite").read_text().strip()
         mirrors = (apt / "sources").read_text().splitlines()
         keyring = apt / "keyrings"
-    rootfs.master_base(
-        tmp / "rootfs.tar", agent_dir / "rootfs.tar", suite, mirrors, cache.debs, log, keyring
-    )
-    return cache.commit("master-base", stage_key, tmp), False, ""
+    try:
+        rootfs.master_base(
+            tmp / "rootfs.tar", agent_dir / "rootfs.tar", suite, mirrors, cache.debs, log,
+            keyring, base.extra_packages,
+        )  # fmt: skip
+    except RuntimeError as exc:
+        if not base.extra_packages:
+            raise
+        # apt's "Unable to locate package" is deep in the log: name the setting it came from.
+        raise RuntimeError(
+            f"{exc}; LC_EXTRA_PACKAGES={' '.join(base.extra_packages)}: is each one a package "
+            "of the base's archive?"
+        ) from None
+    return cache.commit("master-base", stage_key, tmp), False, extra
 
 
 def k3s_stage(k3s_mod, mode, cluster, cache, repo):

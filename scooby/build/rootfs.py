@@ -65,10 +65,15 @@ def _base_digest() -> dict[str, str]:
     return digest_files([HOOKS], HOOKS.parent) | digest_files(base, BASE_TEMPLATES)
 
 
-def master_inputs(agent_key: str, archive: dict | None) -> dict:
+def master_inputs(agent_key: str, archive: dict | None, extra: tuple[str, ...] = ()) -> dict:
     """`archive`: the archive state the agent base was built from; a new one (the agent base
-    was rebuilt for a newer archive) installs the master's packages from it too."""
-    return {"agent-base": agent_key, "archive": archive, "packages": packages("master")}
+    was rebuilt for a newer archive) installs the master's packages from it too. `extra`:
+    LC_EXTRA_PACKAGES (sorted), which make another master base. Without any, the inputs are
+    what they were before the setting existed, so every cached master base still matches."""
+    inputs = {"agent-base": agent_key, "archive": archive, "packages": packages("master")}
+    if extra:
+        inputs["extra-packages"] = list(extra)
+    return inputs
 
 
 def _env(debs: Path) -> dict[str, str]:
@@ -183,11 +188,14 @@ def master_base(
     debs: Path,
     log,
     keyring: Path | None = None,
+    extra: tuple[str, ...] = (),
 ) -> None:
     """The agent base plus the master's packages, installed by apt inside it.
 
     `mirrors`: mirror URLs or whole `deb ...` lines (a Raspberry Pi OS base brings its own,
-    with its `keyring` directory).
+    with its `keyring` directory). `extra`: LC_EXTRA_PACKAGES, installed with the master's
+    own by the same apt-get (not mmdebstrap's --include: this stage's root is the unpacked
+    agent base, which its customize hook installs into), so apt resolves them together.
     """
     cmd = [
         *_common(debs),
@@ -210,4 +218,9 @@ def master_base(
         *mirrors,
     ]
     # SCOOBY_PACKAGES: read by customize10-master-packages.sh
-    _run(cmd, debs, log, "master-base", SCOOBY_PACKAGES=" ".join(packages("master")))
+    _run(cmd, debs, log, "master-base", SCOOBY_PACKAGES=" ".join(master_packages(extra)))
+
+
+def master_packages(extra: tuple[str, ...] = ()) -> list[str]:
+    """What customize10-master-packages.sh installs: the master's list, then LC_EXTRA_PACKAGES."""
+    return [*packages("master"), *extra]

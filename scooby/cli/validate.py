@@ -67,7 +67,8 @@ def summary(cluster: Cluster) -> str:
     lines = [
         f"master   {m.hostname}  external {m.external.device} {m.external.address} gw {m.gateway}"
         f"  internal {m.internal.device} {m.internal.address}",
-        f"base     {m.base.kind}  k3s {m.k3s.version}",
+        f"base     {m.base.kind}  k3s {m.k3s.version}"
+        + (f"  extra packages {' '.join(m.base.extra_packages)}" if m.base.extra_packages else ""),
         f"server   {len(cluster.server_files)} file(s), {manifest_count} in the manifests folder",
         f"agents   {len(cluster.agents)}",
     ]

@@ -46,6 +46,9 @@ class Base:
     mirror: str
     updates_mirror: str  # "": the same as `mirror`
     security_mirror: str
+    # LC_EXTRA_PACKAGES: installed into the master's base only; sorted, each once, so that
+    # the same set is the same base (cache key, deploy record) however it is written.
+    extra_packages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

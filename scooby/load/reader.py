@@ -199,6 +199,7 @@ def _load_master(
             v["LC_DEBIAN_MIRROR"],
             v["LC_DEBIAN_UPDATES_MIRROR"],
             v["LC_DEBIAN_SECURITY_MIRROR"],
+            tuple(sorted(set(v["LC_EXTRA_PACKAGES"].split()))),
         ),
         k3s=K3s(
             v["LC_K3S_VERSION"],

@@ -35,6 +35,11 @@ _NETDEV = r"eth(0|[1-9][0-9]{0,2})"
 # Names udev's predictable naming would give (systemd.net-naming-scheme): none exist here.
 _PREDICTABLE = r"(en|wl|ww|sl|ib)[a-z0-9]+"
 _USERNAME = r"[a-z_][a-z0-9_-]{0,31}"
+# Debian Policy 5.6.1 (Source, which 5.6.7 Package follows): "lower case letters (a-z),
+# digits (0-9), plus (+) and minus (-) signs, and periods (.)", "at least two characters
+# long", starting "with an alphanumeric character". Nothing else can name a package, and
+# nothing else reaches apt-get's command line (no option, no apt pattern, no version).
+DEBIAN_PACKAGE = r"[a-z0-9][a-z0-9+.-]+"
 _SSH_KEY = (
     r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
     r" [A-Za-z0-9+/]+=*( [^\x00-\x1f\x7f]*)?"
@@ -67,6 +72,11 @@ def _uri(v: str) -> bool:
         return False
     u = urlparse(v)
     return u.scheme in ("http", "https", "file") and bool(u.netloc or u.scheme == "file")
+
+
+def debian_packages(v: str) -> bool:
+    """Space-separated Debian package names; empty is none."""
+    return all(fullmatch(DEBIAN_PACKAGE, word) for word in v.split(" ") if word)
 
 
 def _s3_uri(v: str) -> bool:
@@ -109,6 +119,11 @@ FORMATS: dict[str, tuple[Any, str]] = {
     ),
     "uri": (_uri, "an http(s):// or file:// URL"),
     "s3-uri": (_s3_uri, "an s3://bucket/prefix URI"),
+    "debian-packages": (
+        debian_packages,
+        "a list of Debian package names separated by spaces (each: lower-case letters, "
+        "digits, '+', '-' and '.', at least two characters, the first a letter or digit)",
+    ),
 }
 
 
@@ -249,12 +264,21 @@ def _netdev_hint(value: str) -> str:
     return ""
 
 
+def _packages_hint(value: str) -> str:
+    """Name the words that are no package name (a tab or comma between names included)."""
+    bad = [w for w in value.split(" ") if w and not fullmatch(DEBIAN_PACKAGE, w)]
+    return f": {', '.join(shown(w) for w in bad)} {'is' if len(bad) == 1 else 'are'} not" + (
+        " a Debian package name" if len(bad) == 1 else " Debian package names"
+    )
+
+
 def _message(err: Any, kind: str, key: str) -> str:
     # A secret's value is never shown; anything else is cut to a few dozen characters.
     value = "the value" if secret(kind, key) else shown(err.instance)
     if err.validator == "format":
         fmt = err.validator_value.removesuffix("-or-empty")
-        hint = {"pxe-id": _pxe_hint, "netdev": _netdev_hint}.get(fmt, lambda _: "")(err.instance)
+        hints = {"pxe-id": _pxe_hint, "netdev": _netdev_hint, "debian-packages": _packages_hint}
+        hint = hints.get(fmt, lambda _: "")(err.instance)
         return f"{value} is not {FORMATS[fmt][1]}{hint}"
     if err.validator == "enum":
         allowed = ", ".join(repr(v) for v in err.validator_value if v)

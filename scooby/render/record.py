@@ -50,7 +50,7 @@ def sources(cluster: Cluster, rendered: Path) -> dict[str, Path]:
 def release(cluster: Cluster) -> dict[str, str]:
     """What only a new image (an A/B deploy) can change."""
     base, k3s = cluster.master.base, cluster.master.k3s
-    return {
+    release = {
         "base": base.kind,
         "suite": base.suite,
         "mirror": base.mirror,
@@ -58,6 +58,12 @@ def release(cluster: Cluster) -> dict[str, str]:
         "k3s": k3s.version,
         "layout": layout.IMAGE_LAYOUT,
     }
+    # LC_EXTRA_PACKAGES are in the master's base, so a change is a new image. Only when set:
+    # a record written before the setting existed has no such key, and the plan compares
+    # key by key, so "" here would plan a reboot for every master deployed before it.
+    if base.extra_packages:
+        release["packages"] = " ".join(base.extra_packages)
+    return release
 
 
 def record(cluster: Cluster, rendered: Path) -> dict:

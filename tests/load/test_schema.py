@@ -49,6 +49,24 @@ FORMATS = {
     "pxe-id": (["c6811a52"], ["C6811A52", "10000000c6811a52", "c6811a5"]),
     "uri": (["https://example.com/x.img.xz", "file:///srv/x.zip"], ["ftp://x/y", "example.com"]),
     "s3-uri": (["s3://bucket/prefix"], ["https://bucket", "s3://"]),
+    "debian-packages": (
+        ["", "tree", "tree htop", " tree  htop ", "libstdc++6", "g++", "python3.13", "0ad"],
+        # Too short, upper case, an option, a path, an apt pattern, a version, an
+        # architecture, a list with a comma or a tab between names.
+        [
+            "t",
+            "Tree",
+            "-tree",
+            "--yes",
+            "./x.deb",
+            "~i",
+            "tree=2.1.1-2",
+            "htop:arm64",
+            "tree,htop",
+            "tree\thtop",
+            "tree h",
+        ],
+    ),
 }
 
 
