@@ -224,8 +224,13 @@ class Master:
         self.write(f"/home/{u}/.profile", "# the user's\n")
         self.write("/var/lib/cloud/instances/i-1/sem/config_ssh", "done\n")
         self.at("/var/lib/cloud/instance").symlink_to("/var/lib/cloud/instances/i-1")
-        # TEST DOUBLE of slot B mounted: the new image's own accounts, no user of ours.
+        # TEST DOUBLE of a slot mounted: the new image's own accounts, no user of ours.
+        for slot in ("a", "b"):
+            self.double(slot)
         self.mnt = self.at("/test-double/mnt/b")
+
+    def double(self, slot: str) -> None:
+        self.mnt = self.at(f"/test-double/mnt/{slot}")
         own = {
             "passwd": "root:x:0:0:root:/root:/bin/bash\n_new:x:100:65534::/:/bin/false\n",
             "shadow": "root:*:19000:0:99999:7:::\n_new:!:19000::::::\n",
@@ -451,3 +456,22 @@ def test_commit_without_the_slots_own_record_says_so_and_still_switches(master, 
 
 def test_rollback_refuses_a_slot_without_a_release(master):
     master.refused("holds no release", "rollback")
+
+
+def test_a_committed_trial_boot_is_an_ordinary_boot(master, tmp_path):
+    """Still the boot the initramfs started as a trial (/run/scooby/slot says TRIAL=1), but
+    committed: the other slot may be written and tried, the health check has nothing to do."""
+    image, stream, digest = new_image(tmp_path, "v2")
+    master.ok("write", "--bytes", str(image.stat().st_size), "--sha256", digest, stdin=stream)
+    master.ok("trial")
+    assert master.boot(tmp_path) == "b"
+    master.ok("commit")
+    assert "TRIAL=1" in master.at(layout.SLOT_RUN).read_text()
+    assert "nothing to check" in master.ok("health")
+    image, stream, digest = new_image(tmp_path, "v3")
+    master.ok("write", "--bytes", str(image.stat().st_size), "--sha256", digest, stdin=stream)
+    assert master.status()["VERIFIED"] == f"a:{digest}"
+    master.refused("not on trial", "commit")
+    master.refused("not on trial", "reject", "late")
+    master.ok("trial")
+    assert master.boot(tmp_path) == "a"
