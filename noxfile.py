@@ -85,7 +85,9 @@ def test_qemu(session: nox.Session) -> None:
 def test_day2(session: nox.Session) -> None:
     """Day two in QEMU (as root; builds the image first, `--k3s=none`): boot a master with
     agent A, `scooby deploy` v2 live adding agent B (which network-boots), then v3 removing A,
-    then the master pulls a release over HTTPS with `scooby-update` (docs/day2.md):
+    then the master pulls a release over HTTPS with `scooby-update`, then A/B: v4 (one more
+    master package) committed after a trial boot, v5 (dnsmasq cannot start) back on v4 by
+    itself, and QEMU killed during a slot write boots v4 (docs/day2.md):
     `pytest -m qemu tests/deploy/test_day2.py`."""
     _install(session, "test")
     session.run(

@@ -16,16 +16,25 @@ real `scooby deploy --to` over SSH into the running master:
      is not SHA256SUMS's (nothing changes), then applies the real one: the file is there,
      dnsmasq restarted and answers the new name, the deploy record is the bundle's.
 
-Every phase shows its time; the figures (live deploy seconds, bytes sent) go to
-phases.json. What is played rather than real is the Pi boot ROM (scooby's bootrom, as in
-test-qemu) and the firmware's loading of kernel and initrd (QEMU -kernel/-initrd from the
-boot partition). dnsmasq, NFS, OverlayFS, SSH, sudo, curl, scooby-update and scooby-apply
-run for real.
+  v4 adds one package to the master (LC_EXTRA_PACKAGES): a new image, so `scooby deploy`
+     makes an A/B deploy: the new root into the other slot (zstd over SSH into scooby-slot
+     write), a trial boot, the health check passes, the slot is committed; the package is
+     there, the master's state on the data partition and its identity are as before, and
+     agent B network-boots again from the new slot.
+  v5 is a new image whose dnsmasq cannot start (a server/ file naming a lease file in a
+     folder that does not exist: `dnsmasq --test` passes it, the daemon does not start): the
+     trial boot fails its health check, the master returns to v4's slot by itself, and
+     `scooby deploy` exits 1 saying so.
+  kill: QEMU is killed in the middle of a slot write (a power cut), and started again: the
+     committed slot (v4) boots, and the half-written slot is neither verified nor on trial.
 
-Not built yet, so not here: the A/B steps (v4 base change with a trial boot, v5 failing its
-health check) and the kill-during-slot-write check. The master's state (/var/lib/scooby,
-STATE_PROBE's folder) is on the data partition; test-qemu's master-data and master-reboot
-phases check that. See docs/day2.md.
+Every phase shows its time; the figures (live and A/B deploy seconds and steps, bytes sent)
+go to phases.json. What is played rather than real is the Pi boot ROM (scooby's bootrom, as
+in test-qemu) and the firmware's loading of kernel and initrd (QEMU -kernel/-initrd from the
+boot partition, which an A/B deploy does not change). dnsmasq, NFS, OverlayFS, SSH, sudo,
+curl, scooby-update, scooby-apply, scooby-slot, the initramfs's slot choice and the health
+check run for real. The master's state (/var/lib/scooby, STATE_PROBE's folder) is on the data
+partition; test-qemu's master-data and master-reboot phases check that. See docs/day2.md.
 """
 
 from __future__ import annotations
@@ -48,6 +57,8 @@ from nethelpers import dns_lookup, https_server, make_ca
 
 from scooby.core import layout
 from scooby.deploy import bundle
+from scooby.deploy.ab import SLOT as SCOOBY_SLOT
+from scooby.deploy.ab import parse_status
 from scooby.load import load_or_raise
 from scooby.testqemu import agent as agent_phases
 from scooby.testqemu import bootrom, qemuvm
@@ -55,7 +66,7 @@ from scooby.testqemu import master as master_phases
 from scooby.testqemu.agent import PROBE
 from scooby.testqemu.phases import Failed
 from scooby.testqemu.session import Session
-from scooby.testqemu.ssh import SSH_PORT, check
+from scooby.testqemu.ssh import SSH_PORT, check, console_wait, wait_ssh
 
 pytestmark = [
     pytest.mark.qemu,
@@ -125,8 +136,9 @@ def power_off(s, deadline: float) -> str:
     return "powered off" if halted else "stopped (poweroff hung)"
 
 
-def deploy(s, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """The real `scooby deploy`, run in the test's namespace (where the master's SSH is)."""
+def deploy(s, *extra: str, timeout: float = 600, expect: int = 0) -> subprocess.CompletedProcess:
+    """The real `scooby deploy`, run in the test's namespace (where the master's SSH is);
+    a failure unless it exits `expect`."""
     argv = [
         "ip", "netns", "exec", s.net.ns, sys.executable, "-m", "scooby", "deploy",
         "--repo", str(s.repo), "--to", f"{s.user}@127.0.0.1", "--port", str(SSH_PORT),
@@ -138,7 +150,7 @@ def deploy(s, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
     s.deploys += 1
     with (s.out / "deploy.log").open("w" if s.deploys == 1 else "a") as log:
         log.write(f"$ scooby deploy {' '.join(extra)}\n{done.stdout}{done.stderr}\n")
-    if done.returncode != 0:
+    if done.returncode != expect:
         raise Failed(
             f"scooby deploy {' '.join(extra)} exited {done.returncode}: "
             f"{(done.stdout + done.stderr)[-600:]}"
@@ -409,6 +421,257 @@ def pull_applied(s, deadline: float) -> str:
     )
 
 
+# -- A/B: v4 commits a new slot, v5 fails its trial, a write cut by a power loss ----------
+
+EXTRA_PACKAGE = "tree"  # v4's one extra master package: small, in Debian's main archive
+V5_MARKER = "/etc/scooby-day2-v5"  # v5's change that needs a new image (no live prefix)
+# v5's dnsmasq breaker: `dnsmasq --test` (the build's check) passes it; the daemon, started,
+# cannot open its lease file and exits, so the trial boot's health check fails.
+V5_DNSMASQ = "/etc/dnsmasq.d/day2-v5-broken.conf"
+V5_LEASEFILE = "/nonexistent-scooby-day2/dnsmasq.leases"
+AB_WAIT = 2400  # s: `scooby deploy --wait`: two boots under TCG and the health check
+
+
+def slot_status(s, deadline: float) -> dict[str, str]:
+    return parse_status(check(s.master_cmd, f"sudo {SCOOBY_SLOT} status", deadline))
+
+
+def master_facts(s, deadline: float) -> dict[str, str]:
+    """What an A/B deploy must not change (the data partition's state, the identity)."""
+    return {
+        "state probe": check(s.master_cmd, f"sudo cat {STATE_PROBE}", deadline).strip(),
+        "removed agent's upper": check(
+            s.master_cmd, f"sudo cat /var/lib/scooby/agents.removed/willow{PROBE}", deadline
+        ).strip(),
+        "machine-id": check(s.master_cmd, "cat /etc/machine-id", deadline).strip(),
+        "host key": check(
+            s.master_cmd, f"cat {layout.DATA_SSH}/ssh_host_ed25519_key.pub", deadline
+        ).split()[1],
+    }
+
+
+def ab_figures(s, key: str, out: str) -> str:
+    """The last line: "deployed to HOST in S s, N bytes sent (A/B, slot X committed: look
+    S s, build S s, ...)"; each step's seconds go to the timings too."""
+    last = figures(s, key, out)
+    steps = last.partition("committed: ")[2].rstrip(")")
+    for item in filter(None, steps.split(", ")):
+        name, seconds, _ = item.split()
+        s.timings[f"{key}_{name}_seconds"] = float(seconds)
+    return last
+
+
+def build_v(s, name: str) -> str:
+    """The new image built once outside the test's network namespace, where the archive is
+    reachable (v4's master base is a new stage); `scooby deploy`, which runs inside it,
+    then takes every stage from the cache as a user's second build would."""
+    start = time.monotonic()
+    out = s.work / f"{name}.img"
+    argv = [sys.executable, "-m", "scooby", "build", "--repo", str(s.repo), "--k3s=none",
+            "--out", str(out)]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=3000)
+    with (s.out / "deploy.log").open("a") as log:
+        log.write(f"$ scooby build ({name})\n{done.stdout[-3000:]}{done.stderr[-3000:]}\n")
+    if done.returncode != 0:
+        raise Failed(f"scooby build ({name}) exited {done.returncode}: {done.stderr[-600:]}")
+    out.unlink(missing_ok=True)
+    seconds = time.monotonic() - start
+    s.timings[f"{name}_build_seconds"] = round(seconds, 1)
+    return f"{name} built in {seconds:.0f} s"
+
+
+def v4_dry_run(s, deadline: float) -> str:
+    config = s.repo / "config"
+    config.write_text(config.read_text() + f"LC_EXTRA_PACKAGES={EXTRA_PACKAGE}\n")
+    built = build_v(s, "v4")
+    out = deploy(s, "--dry-run").stdout
+    if "REBOOT (A/B)" not in out or f"release packages: - -> {EXTRA_PACKAGE}" not in out:
+        raise Failed(f"dry run: {out[-800:]!r}")
+    s.ab_before = slot_status(s, deadline)
+    if s.ab_before.get("VERIFIED") or s.ab_before.get("TRIAL"):
+        raise Failed(f"the dry run touched the slots: {s.ab_before}")
+    s.facts = master_facts(s, deadline)
+    s.boot_id = boot_id(s, deadline)
+    why = next(ln for ln in out.splitlines() if "release packages" in ln).strip()
+    return f"{built}; {out.splitlines()[0]}; {why}"
+
+
+def v4_deploy(s, deadline: float) -> str:
+    done = deploy(s, "--wait", str(AB_WAIT), timeout=max(deadline - time.monotonic(), 60))
+    return ab_figures(s, "v4_ab_deploy", done.stdout)
+
+
+def v4_committed(s, deadline: float) -> str:
+    status = slot_status(s, deadline)
+    was = s.ab_before.get("BOOTED")
+    if status.get("BOOTED") == was or status.get("COMMITTED") != status.get("BOOTED"):
+        raise Failed(f"not committed on the other slot (before: {was}): {status}")
+    if status.get("TRIAL"):
+        raise Failed(f"a trial is still set: {status}")
+    now = boot_id(s, deadline)
+    if now == s.boot_id:
+        raise Failed("the master did not reboot")
+    check(s.master_cmd, f"dpkg-query -W {EXTRA_PACKAGE}", deadline)
+    record = json.loads(check(s.master_cmd, f"sudo cat {layout.DEPLOY_RECORD}", deadline))
+    if record["release"].get("packages") != EXTRA_PACKAGE:
+        raise Failed(f"the deploy record's release: {record['release']}")
+    facts = master_facts(s, deadline)
+    changed = {k: (v, facts[k]) for k, v in s.facts.items() if facts[k] != v}
+    if changed:
+        raise Failed(f"changed by the A/B deploy: {changed}")
+    s.v4 = status
+    s.boot_id = now
+    return (
+        f"slot {status['BOOTED']} committed (LAST: {status.get('LAST')}); "
+        f"{EXTRA_PACKAGE} installed; record release packages={EXTRA_PACKAGE}; "
+        f"same {', '.join(facts)}"
+    )
+
+
+def v4_agent_b_banner(s, deadline: float) -> str:
+    agent_phases.boot_agent(s, f"{s.agent.name}-v4.console.log")
+    return agent_phases.agent_online(s, deadline, "v4_qemu_start_to_agent_b_banner")
+
+
+def v5_deploy(s, deadline: float) -> str:
+    halted = power_off(s, deadline)  # B is not needed any more: the deploy gets the CPU
+    broken = s.repo / "server" / V5_DNSMASQ.lstrip("/")
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_text(f"# test-day2 v5: dnsmasq cannot start\ndhcp-leasefile={V5_LEASEFILE}\n")
+    (s.repo / "server" / V5_MARKER.lstrip("/")).write_text("v5\n")
+    built = build_v(s, "v5")
+    start = time.monotonic()
+    done = deploy(s, "--wait", str(AB_WAIT), timeout=max(deadline - time.monotonic(), 60),
+                  expect=1)  # fmt: skip
+    seconds = time.monotonic() - start
+    said = done.stderr.strip().splitlines()
+    if len(said) != 1 or "did not pass: the master is back on slot" not in said[0]:
+        raise Failed(f"not the trial's failure in one line: {done.stderr[-600:]!r}")
+    s.timings["v5_ab_deploy_failed_seconds"] = round(seconds, 1)
+    return f"agent B {halted}; {built}; exit 1 after {seconds:.0f} s: {said[0][-300:]}"
+
+
+def v5_back_on_v4(s, deadline: float) -> str:
+    status = slot_status(s, deadline)
+    if status.get("BOOTED") != s.v4["BOOTED"] or status.get("COMMITTED") != s.v4["BOOTED"]:
+        raise Failed(f"not back on v4's slot {s.v4['BOOTED']}: {status}")
+    if status.get("TRIAL"):
+        raise Failed(f"a trial is still set: {status}")
+    release = f"RELEASE_{s.v4['BOOTED'].upper()}"
+    if status.get(release) != s.v4.get(release):
+        raise Failed(f"{release} {status.get(release)!r}, v4's was {s.v4.get(release)!r}")
+    if s.master_cmd(f"test -e {V5_DNSMASQ} || test -e {V5_MARKER}", 60).returncode == 0:
+        raise Failed("v5's files are on the running root")
+    active = s.master_cmd("systemctl is-active dnsmasq", 60).stdout.strip()
+    if active != "active":
+        raise Failed(f"dnsmasq is {active}")
+    facts = master_facts(s, deadline)
+    changed = {k: (v, facts[k]) for k, v in s.facts.items() if facts[k] != v}
+    if changed:
+        raise Failed(f"changed: {changed}")
+    # What the trial boot's health check said, if the journal kept that boot (evidence only).
+    said = s.master_cmd(
+        "sudo journalctl -b -1 -u scooby-health.service -o cat --no-pager | tail -3", 60
+    ).stdout.split("\n")
+    health = " / ".join(ln.strip() for ln in said if ln.strip())[-300:] or "not kept"
+    return (
+        f"slot {status['BOOTED']} (v4) booted and committed; LAST: {status.get('LAST')}; "
+        f"dnsmasq active; v5's files absent; same {', '.join(facts)}; "
+        f"the trial boot's health check: {health}"
+    )
+
+
+def kill_during_write(s, deadline: float) -> str:
+    """`scooby deploy` of v5 again; once its slot write has streamed for a while, QEMU is
+    killed (SIGKILL: the power cut), in the middle of the write."""
+    import signal
+
+    argv = [
+        "ip", "netns", "exec", s.net.ns, sys.executable, "-m", "scooby", "deploy",
+        "--repo", str(s.repo), "--to", f"{s.user}@127.0.0.1", "--port", str(SSH_PORT),
+        "--identity", str(s.identity), "--ssh-option", "StrictHostKeyChecking=no",
+        "--ssh-option", "UserKnownHostsFile=/dev/null", "--ssh-option", "LogLevel=ERROR",
+    ]  # fmt: skip
+    log = s.out / "deploy-killed.log"
+    # scooby-slot's status waits for the lock a write holds, so the master's side of the
+    # write is seen as its process (the [/] keeps pgrep from matching its own shell).
+    writer = f"pgrep -f '[/]{SCOOBY_SLOT.lstrip('/')} write'"
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, text=True)
+        try:
+
+            def sent() -> int:
+                """Progress lines of the write so far ("... N MiB sent in S s", every 30 s)."""
+                text = log.read_text()
+                if proc.poll() is not None or "scooby-slot: slot" in text:
+                    raise Failed(f"the write ended before the kill: {text[-600:]}")
+                if time.monotonic() > deadline:
+                    raise Failed(f"no write under way: {text[-600:]}")
+                return text.count("MiB sent in")
+
+            while sent() == 0:
+                time.sleep(1)
+            while s.master_cmd(writer, 60).returncode != 0:
+                sent()
+                time.sleep(2)
+            # The master's side runs; one more progress line (30 s of streaming) and it is
+            # well into the slot, far from its end.
+            first = sent()
+            while sent() == first:
+                time.sleep(1)
+            os.killpg(s.master.proc.pid, signal.SIGKILL)
+            s.master.proc.wait(30)
+            code = proc.wait(300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    said = log.read_text().strip().splitlines()
+    progress = [ln for ln in said if "MiB sent in" in ln]
+    if code != 1 or not said[-1].startswith(f"{s.user}@127.0.0.1: error: "):
+        raise Failed(f"scooby deploy exited {code}: {said[-1] if said else ''!r}")
+    return f"QEMU killed at '{progress[-1].strip()}'; scooby deploy exit 1: {said[-1][-200:]}"
+
+
+def kill_boots_previous(s, deadline: float) -> str:
+    """QEMU started again on the same disk: the committed slot (v4) boots, the slot the
+    write was cut in is neither verified nor on trial."""
+    q = s.qemuvm
+    old = s.master
+    console = s.out / "master-after-kill.console.log"
+    argv = [a.replace(str(old.console), str(console)) for a in old.argv]
+    s.master = q.VM("master", s.net.ns, console, argv)
+    s.start_vm(s.master)
+    banner = f"{s.cluster.master.hostname.upper()} WILL PATROL TONIGHT"
+    seconds = console_wait(s.master, banner, deadline)
+    s.timings["kill_qemu_start_to_master_banner"] = seconds
+    wait_ssh(s.master_link(), deadline)
+    status = slot_status(s, deadline)
+    slot = s.v4["BOOTED"]
+    release = f"RELEASE_{slot.upper()}"
+    if status.get("BOOTED") != slot or status.get("COMMITTED") != slot or status.get("TRIAL"):
+        raise Failed(f"not v4's committed slot {slot}: {status}")
+    if status.get(release) != s.v4.get(release):
+        raise Failed(f"{release} {status.get(release)!r}, v4's was {s.v4.get(release)!r}")
+    cut = "a" if slot == "b" else "b"
+    if status.get("VERIFIED", "").startswith(f"{cut}:"):
+        raise Failed(f"the cut write's slot counts as verified: {status}")
+    trial = s.master_cmd(f"sudo {SCOOBY_SLOT} trial", 60)
+    if trial.returncode == 0:
+        raise Failed(f"scooby-slot trial accepted the cut slot {cut}: {trial.stdout}")
+    check(s.master_cmd, f"dpkg-query -W {EXTRA_PACKAGE}", deadline)
+    facts = master_facts(s, deadline)
+    changed = {k: (v, facts[k]) for k, v in s.facts.items() if facts[k] != v}
+    if changed:
+        raise Failed(f"changed: {changed}")
+    refused = (trial.stderr.strip().splitlines() or [""])[-1]
+    return (
+        f"banner {seconds:.0f} s after QEMU started; slot {slot} (v4) booted and committed, "
+        f"VERIFIED={status.get('VERIFIED') or '-'}; trial refused: {refused}; "
+        f"same {', '.join(facts)}"
+    )
+
+
 class Day2(Session):
     """test-qemu's lifecycle (signals, cleanup, evidence, table) with the day-two phases."""
 
@@ -431,6 +694,15 @@ class Day2(Session):
         ("pull-refused", 300, pull_refused, ("pull-bundle",)),
         ("pull-update", 600, pull_update, ("pull-refused",)),
         ("pull-applied", 300, pull_applied, ("pull-update",)),
+        ("v4-dry-run", 3000, v4_dry_run, ("pull-applied",)),
+        ("v4-deploy-ab", 3000, v4_deploy, ("v4-dry-run",)),
+        ("v4-committed", 300, v4_committed, ("v4-deploy-ab",)),
+        ("v4-agent-b-bootrom", 180, agent_phases.agent_bootrom, ("v4-committed",)),
+        ("v4-agent-b-banner", 1200, v4_agent_b_banner, ("v4-agent-b-bootrom",)),
+        ("v5-deploy-ab-fails", 3000, v5_deploy, ("v4-agent-b-banner",)),
+        ("v5-back-on-v4", 300, v5_back_on_v4, ("v5-deploy-ab-fails",)),
+        ("kill-during-write", 1800, kill_during_write, ("v5-back-on-v4",)),
+        ("kill-boots-previous", 1500, kill_boots_previous, ("kill-during-write",)),
     )
 
     def __init__(self, repo: Path, key: Path, image: Path, out: Path):
@@ -447,6 +719,9 @@ class Day2(Session):
         self.served = Path()
         self.url = self.record = ""
         self.before: dict[str, str] = {}
+        self.ab_before: dict[str, str] = {}  # scooby-slot status before v4
+        self.v4: dict[str, str] = {}  # and once v4 is committed
+        self.facts: dict[str, str] = {}  # what no A/B deploy may change (master_facts)
 
     def close(self) -> None:
         try:
