@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scooby.core import layout
+from scooby.util.files import sha256_file
 
 SECTOR = 512
 CHUNK = 1 << 20
@@ -177,11 +178,7 @@ def tree_sums(top: Path) -> dict[str, str]:
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath, name)
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                while chunk := f.read(CHUNK):
-                    digest.update(chunk)
-            sums[path.relative_to(top).as_posix()] = digest.hexdigest()
+            sums[path.relative_to(top).as_posix()] = sha256_file(path)
     return sums
 
 
