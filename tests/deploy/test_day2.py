@@ -136,16 +136,22 @@ def power_off(s, deadline: float) -> str:
     return "powered off" if halted else "stopped (poweroff hung)"
 
 
-def deploy(s, *extra: str, timeout: float = 600, expect: int = 0) -> subprocess.CompletedProcess:
-    """The real `scooby deploy`, run in the test's namespace (where the master's SSH is);
-    a failure unless it exits `expect`."""
-    argv = [
+def deploy_argv(s, *extra: str) -> list[str]:
+    """The real `scooby deploy` to the master, run in the test's namespace (where the
+    master's SSH is), with a throwaway known_hosts."""
+    return [
         "ip", "netns", "exec", s.net.ns, sys.executable, "-m", "scooby", "deploy",
         "--repo", str(s.repo), "--to", f"{s.user}@127.0.0.1", "--port", str(SSH_PORT),
         "--identity", str(s.identity), "--ssh-option", "StrictHostKeyChecking=no",
         "--ssh-option", "UserKnownHostsFile=/dev/null", "--ssh-option", "LogLevel=ERROR",
         *extra,
     ]  # fmt: skip
+
+
+def deploy(s, *extra: str, timeout: float = 600, expect: int = 0) -> subprocess.CompletedProcess:
+    """The real `scooby deploy`, run in the test's namespace (where the master's SSH is);
+    a failure unless it exits `expect`."""
+    argv = deploy_argv(s, *extra)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     s.deploys += 1
     with (s.out / "deploy.log").open("w" if s.deploys == 1 else "a") as log:
@@ -586,12 +592,7 @@ def kill_during_write(s, deadline: float) -> str:
     killed (SIGKILL: the power cut), in the middle of the write."""
     import signal
 
-    argv = [
-        "ip", "netns", "exec", s.net.ns, sys.executable, "-m", "scooby", "deploy",
-        "--repo", str(s.repo), "--to", f"{s.user}@127.0.0.1", "--port", str(SSH_PORT),
-        "--identity", str(s.identity), "--ssh-option", "StrictHostKeyChecking=no",
-        "--ssh-option", "UserKnownHostsFile=/dev/null", "--ssh-option", "LogLevel=ERROR",
-    ]  # fmt: skip
+    argv = deploy_argv(s)
     log = s.out / "deploy-killed.log"
     # scooby-slot's status waits for the lock a write holds, so the master's side of the
     # write is seen as its process (the [/] keeps pgrep from matching its own shell).
