@@ -157,10 +157,13 @@ def instance_id(name: str, *parts: str) -> str:
 K3S_TLS = "/var/lib/rancher/k3s/server/tls"  # the cluster CA, made before K3S first starts
 K3S_MODE_FILE = "/etc/scooby/k3s-mode"  # in the agents' shared layer: embedded|first-boot|none
 # An agent's kubelet state, pod logs and CNI state: bind-mounted from its local disk.
+# And K3S's node password (/etc/rancher/node/password, which the server checks each time the
+# agent joins), so that it outlives a reset of the agent's upper dir (docs/day2.md, 4.5).
 AGENT_LOCAL_BINDS = (
     ("/var/lib/kubelet", "/var/lib/rancher/scooby-local/kubelet"),
     ("/var/log/pods", "/var/lib/rancher/scooby-local/pods"),
     ("/var/lib/cni", "/var/lib/rancher/scooby-local/cni"),
+    ("/etc/rancher/node", "/var/lib/rancher/scooby-local/node"),
 )
 AGENT_LOCAL_MOUNTS = ("/var/lib/rancher", *(target for target, _ in AGENT_LOCAL_BINDS))
 # Bounded waits, seconds: the clock before K3S starts, the master's internal device, and an

@@ -151,10 +151,20 @@ def test_agent_kubelet_state_is_on_the_local_disk_and_required(out):
             )
         unit = _read(out, f"agents/{name}/etc/systemd/system/k3s-agent.service")
         assert (
-            "RequiresMountsFor=/var/lib/rancher /var/lib/kubelet /var/log/pods /var/lib/cni\n"
-            in unit
+            "RequiresMountsFor=/var/lib/rancher /var/lib/kubelet /var/log/pods /var/lib/cni"
+            " /etc/rancher/node\n" in unit
         )
         assert "Requires=scooby-pod-guard.service" in unit
+        # K3S's node password (/etc/rancher/node/password) lives on the local disk, so that a
+        # reset of the agent's upper dir (a new base, docs/day2.md 4.5) keeps it; one copied
+        # there from the NFS root once, for an agent from before, before the bind hides it.
+        local = _read(out, f"agents/{name}/etc/systemd/system/scooby-local-dirs.service")
+        assert " /var/lib/rancher/scooby-local/node\n" in local
+        assert (
+            "ExecStart=/bin/sh -c 'test -e /var/lib/rancher/scooby-local/node/password || "
+            "test ! -f /etc/rancher/node/password || cp -p /etc/rancher/node/password "
+            "/var/lib/rancher/scooby-local/node/password'\n" in local
+        )
 
 
 def test_k3s_waits_for_the_internal_device(out):
