@@ -117,6 +117,11 @@ SLOT_STATE = f"{DATA_MOUNT}/slots"
 SLOT_RUN = "/run/scooby/slot"
 SLOT_TRIAL_MARK = "/run/scooby/trial"
 SCOOBY_SLOT = "/usr/local/sbin/scooby-slot"
+# Which root file system a slot holds: `<slot>:<sha256>`, written into a slot by
+# `scooby-slot write` once it verified (a slot as flashed has none: "flashed"). The agents'
+# lower layers (AGENT_BASE_IMAGE, AGENT_SHARED) are files of that file system, so this names
+# the base each agent's upper dir is made on (docs/day2.md, 4.5).
+SLOT_ID = "/etc/scooby/slot-id"
 SLOT_DEADLINE_MIN = 10  # a trial not committed this many minutes after boot reboots
 SCOOBY_APPLY = "/usr/local/sbin/scooby-apply"  # the master's half of a live deploy
 SCOOBY_UPDATE = "/usr/local/sbin/scooby-update"  # the pull side: a release bundle, on the master

@@ -341,12 +341,16 @@ def test_write_verifies_from_the_device_and_makes_the_slot_this_masters(master, 
     assert (mnt / f"home/{u}/.profile").read_text() == "# the user's\n"
     assert (mnt / "var/lib/cloud/instances/i-1/sem/config_ssh").exists()
     assert os.readlink(mnt / "var/lib/cloud/instance") == "/var/lib/cloud/instances/i-1"
+    # The slot's identity: the base its agents' upper dirs are made on (scooby-agent).
+    assert (mnt / layout.SLOT_ID.lstrip("/")).read_text() == f"b:{digest}\n"
+    assert layout.SLOT_ID in out
     # Written again (a new image over the same inactive slot): the user is not added twice.
     image, stream, digest = new_image(tmp_path, "v3")
     master.ok("write", "--bytes", str(image.stat().st_size), "--sha256", digest, stdin=stream)
     lines = (mnt / "etc/passwd").read_text().splitlines()
     assert [ln for ln in lines if ln.startswith(f"{u}:")] == [passwd[2]]
     assert master.status()["RELEASE_B"] == "v3/digest-v3"
+    assert (mnt / layout.SLOT_ID.lstrip("/")).read_text() == f"b:{digest}\n"
 
 
 def test_write_refusals_leave_the_state_as_it_was(master, tmp_path):
