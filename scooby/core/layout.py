@@ -122,6 +122,10 @@ SCOOBY_SLOT = "/usr/local/sbin/scooby-slot"
 # lower layers (AGENT_BASE_IMAGE, AGENT_SHARED) are files of that file system, so this names
 # the base each agent's upper dir is made on (docs/day2.md, 4.5).
 SLOT_ID = "/etc/scooby/slot-id"
+# Per agent, the SLOT_ID its upper dir was made on (AGENT_BASE_STAMPS/NAME), and the one upper
+# generation kept when a new base reset it (AGENT_RESETS/NAME/{upper,work,base}).
+AGENT_BASE_STAMPS = "/var/lib/scooby/agents.base"
+AGENT_RESETS = "/var/lib/scooby/agents.reset"
 SLOT_DEADLINE_MIN = 10  # a trial not committed this many minutes after boot reboots
 SCOOBY_APPLY = "/usr/local/sbin/scooby-apply"  # the master's half of a live deploy
 SCOOBY_UPDATE = "/usr/local/sbin/scooby-update"  # the pull side: a release bundle, on the master

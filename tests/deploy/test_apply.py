@@ -122,6 +122,8 @@ def test_adding_an_agent(versions):
     assert commands(root) == [
         layout.SCOOBY_K3S_TOKEN,
         "systemctl daemon-reload",
+        # its upper dir stamped with the base it is made on (docs/day2.md, 4.5), then mounted
+        f"{layout.SCOOBY_AGENT} prepare xander",
         f"mount {layout.AGENT_MOUNTS}/xander",
         "systemctl restart dnsmasq.service",
         "exportfs -ra",
