@@ -17,7 +17,6 @@ Only what changed is sent, or for an A/B deploy the root file system, zstd-compr
 
 from __future__ import annotations
 
-import os
 import shlex
 import time
 from collections.abc import Callable
@@ -120,13 +119,10 @@ def deploy_ab(cluster, target, work, repo, old, new, p, allow_kernel_change, wai
     fs = work / "root.ext4"
     try:
         parts = image.partitions(built)
-        copied = image.copy_out(built, parts[layout.ROOT_PARTITION], fs)
         try:
-            size = image.fit(fs, room)
+            size, copied, digest = image.extract_root(built, parts[layout.ROOT_PARTITION], fs, room)
         except image.TooLarge as e:
             raise ScoobyError(error(host, None, str(e))) from None
-        os.truncate(fs, size)  # what is sent: the file system, not the rest of a partition
-        digest = image.sha256(fs, size)
         say(f"root file system: {size} bytes ({copied} allocated), sha256 {digest[:16]}...")
         new_boot = image.boot_files(built, parts[layout.BOOT_PARTITION])
         changed = ab.boot_changes(new_boot, ab.master_boot_sums(target))

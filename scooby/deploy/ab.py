@@ -43,6 +43,7 @@ SLOTS = {"a": layout.ROOT_PARTITION, "b": layout.SLOT_B_PARTITION}  # slot -> pa
 # The master's release file K3S_MODE -> the build's --k3s: the new image carries K3S the way
 # the running one does.
 K3S_BUILD = {layout.EMBEDDED: "embed", layout.NO_K3S: "none", layout.FIRST_BOOT: "auto"}
+ZSTD = ("zstd", "-q", "-c", "-T0", "-3")  # a root file system as it is sent (or published)
 WAIT = 1800  # seconds for the trial: two boots and the master's own health deadline (10 min)
 POLL = 10  # seconds between looks at a rebooting master
 PROGRESS = 30  # seconds between progress lines while waiting or sending
@@ -226,7 +227,7 @@ def write_slot(target: Target, fs: Path, size: int, digest: str, say: Say) -> tu
     command = f"sudo {SLOT} write --bytes {size} --sha256 {digest}"
     sent, start, shown = 0, time.monotonic(), time.monotonic()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        zstd = subprocess.Popen(["zstd", "-q", "-c", "-T0", "-3", str(fs)], stdout=subprocess.PIPE)
+        zstd = subprocess.Popen([*ZSTD, str(fs)], stdout=subprocess.PIPE)
         ssh = subprocess.Popen(target.ssh(command), stdin=subprocess.PIPE, stdout=out, stderr=err)
         try:
             while chunk := zstd.stdout.read(1 << 20):

@@ -138,6 +138,17 @@ def fit(fs: Path, slot: int) -> int:
     return ext4_size(fs)
 
 
+def extract_root(image: Path, part: Partition, dest: Path, room: int) -> tuple[int, int, str]:
+    """The root file system of partition `part` into `dest` (copy_out), fitted to a slot of
+    `room` bytes (fit), the file cut to the file system's own size (what is written to a
+    slot: the file system, not the rest of a partition). (its size, the bytes copied, its
+    sha256). TooLarge when it does not fit."""
+    copied = copy_out(image, part, dest)
+    size = fit(dest, room)
+    os.truncate(dest, size)
+    return size, copied, sha256(dest, size)
+
+
 def sha256(path: Path, size: int) -> str:
     """The sha256 of the first `size` bytes of `path` (what scooby-slot reads back)."""
     digest = hashlib.sha256()
@@ -152,10 +163,12 @@ def sha256(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
-def boot_files(image: Path, part: Partition) -> dict[str, str]:
+def boot_files(image: Path, part: Partition, into: Path | None = None) -> dict[str, str]:
     """Every file of the FAT boot partition: its path under the partition -> sha256 (mtools
-    copies them out to a temporary folder; nothing is mounted)."""
-    with tempfile.TemporaryDirectory(prefix="scooby-boot-") as tmp:
+    copies them out to a temporary folder, or to the empty folder `into`, where they stay;
+    nothing is mounted)."""
+    with tempfile.TemporaryDirectory(prefix="scooby-boot-") as scratch:
+        tmp = str(into) if into is not None else scratch
         listing = subprocess.run(
             ["mdir", "-b", "-/", "-i", f"{image}@@{part.start}", "::"],
             capture_output=True, text=True, env=MTOOLS,
