@@ -41,6 +41,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
         " config.txt, cmdline.txt), which both slots share and A/B does not protect",
     )
     parser.add_argument(
+        "--root",
+        action="store_true",
+        help="--bundle: build the image and put its root slot beside the bundle, for a"
+        " master whose plan needs a reboot (also done when DIR holds the previous release's"
+        " bundle and the plan from it needs one)",
+    )
+    parser.add_argument(
+        "--slot-mib",
+        type=int,
+        metavar="MIB",
+        help="--bundle with a root: shrink the root file system to fit slots of MIB MiB"
+        " (default: the new image's own root partition)",
+    )
+    parser.add_argument(
+        "--k3s",
+        choices=("auto", "embed", "none"),
+        default="auto",
+        help="--bundle with a root: K3S in the new image, as `scooby build --k3s` (default"
+        " auto); a push deploy takes the master's own",
+    )
+    parser.add_argument(
         "--wait",
         type=float,
         metavar="SECONDS",
@@ -70,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
     cluster = validated(args.repo)
     if args.bundle is not None:
         return write_bundle(cluster, args)
+    if args.root or args.slot_mib:
+        from scooby.core.errors import ScoobyError, error
+
+        raise ScoobyError(error("", None, "--root and --slot-mib go with --bundle"))
     host = args.to if "@" in args.to else f"{cluster.secrets.default_user}@{args.to}"
     target = Target(host, args.port, args.identity, tuple(args.ssh_option))
 
@@ -101,14 +126,36 @@ def write_bundle(cluster, args: argparse.Namespace) -> int:
 
     from scooby.core.errors import ScoobyError, error
     from scooby.deploy import bundle
+    from scooby.deploy.image import TooLarge
 
     if args.dry_run or args.rollback:
         raise ScoobyError(error("", None, "--bundle takes neither --dry-run nor --rollback"))
-    path, record = bundle.write(cluster, args.repo / "build" / "deploy", args.bundle)
+    work = args.repo / "build" / "deploy"
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    def image() -> Path:
+        from scooby.deploy import ab
+
+        say(f"building the new image (scooby build --k3s={args.k3s}) ...")
+        return ab.build_image(args.repo.resolve(), work / "scooby.img", args.k3s, say)
+
+    try:
+        path, record = bundle.write(
+            cluster, work, args.bundle, image=image, root=args.root,
+            room=args.slot_mib * 2**20 if args.slot_mib else None,
+            allow_kernel_change=args.allow_kernel_change, say=say,
+        )  # fmt: skip
+    except TooLarge as e:
+        raise ScoobyError(error("", None, str(e))) from None
     sums = os.path.relpath(args.bundle / bundle.SUMS)
     print(
         f"{os.path.relpath(path)}: {len(record['files'])} files, {len(record['agents'])} agents,"
         f" {path.stat().st_size} bytes; its sha256 is in {sums}"
     )
+    root = args.bundle / bundle.ROOT
+    if root.exists():
+        print(f"{os.path.relpath(root)}: the root slot, {root.stat().st_size} bytes of zstd")
     print(f"on the master: sudo scooby-update https://.../{bundle.BUNDLE} (SHA256SUMS beside it)")
     return 0

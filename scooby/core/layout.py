@@ -129,6 +129,12 @@ AGENT_RESETS = "/var/lib/scooby/agents.reset"
 SLOT_DEADLINE_MIN = 10  # a trial not committed this many minutes after boot reboots
 SCOOBY_APPLY = "/usr/local/sbin/scooby-apply"  # the master's half of a live deploy
 SCOOBY_UPDATE = "/usr/local/sbin/scooby-update"  # the pull side: a release bundle, on the master
+# A release that needs a reboot (`scooby deploy --bundle DIR --root`): the bundle's member
+# after record.json that names its root slot (file, bytes, sha256) and boot files; and,
+# while its slot is on trial, the bundle kept on the data partition for the live part that
+# follows the commit (scooby-update --pending, scooby-update-pending.service).
+BUNDLE_ROOT_MANIFEST = "root.json"
+DEPLOY_PENDING = "/var/lib/scooby/deploy/pending"
 # A deploy's on-master path prefix -> the action that makes a running master pick the change
 # up ("": read when used). A path no prefix matches needs a reboot (A/B). The first match
 # wins. `scooby deploy` (scooby.deploy.plan) and scooby-update on the master plan with it.

@@ -156,13 +156,14 @@ def test_a_bundle_without_its_sums_line_is_refused(master):
     refused(update(root, str(dist / bundle.BUNDLE)), "SHA256SUMS: no such file")
 
 
-def test_a_bundle_that_needs_a_reboot_is_refused_with_the_reasons(tmp_path, master):
+def test_a_bundle_that_needs_a_reboot_without_a_root_is_refused_with_the_reasons(tmp_path, master):
     root, _, _ = master
     files = {"agents/willow.agent": WILLOW, "config": "LC_DEBIAN_SUITE=bookworm\n"}
     dist = make_bundle(tmp_path, "v9", files)  # a new base: only an A/B deploy can do that
     before = tree(root)
     done = update(root, str(dist / bundle.BUNDLE))
-    refused(done, "needs a reboot (A/B deploy, not built yet)")
+    refused(done, "needs a reboot, and the bundle holds no root slot: make the release with"
+            " `scooby deploy --bundle DIR --root`")  # fmt: skip
     assert "scooby-update:   reboot  release suite: trixie -> bookworm" in done.stdout
     assert tree(root) == before and commands(root) == []
 

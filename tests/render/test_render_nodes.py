@@ -564,7 +564,7 @@ def _verify(tmp: Path, tree: Path, units: list[str]) -> None:
 
 def test_systemd_verify_master_units(out, tmp_path):
     units = sorted(p.name for p in (out / "master/etc/systemd/system").glob("*.service"))
-    assert len(units) == 11  # scooby-agent-uppers.service: the agents' upper dirs on a new base
+    assert len(units) == 12  # scooby-agent-uppers.service; scooby-update-pending.service
     others = ["scooby-fake-hwclock.timer", "ssh.service", "ssh.socket", "multi-user.target"]
     others += ["scooby-health-deadline.timer", "timers.target"]  # a trial boot's deadline
     _verify(tmp_path, out / "master", units + others)
