@@ -81,6 +81,7 @@ class Master:
     k3s: K3s
     source: Source
     open_ports: tuple[OpenPort, ...] = ()
+    update_url: str = ""  # LC_UPDATE_URL: the release scooby-update.timer pulls ("": off)
 
 
 @dataclass(frozen=True)

@@ -212,6 +212,7 @@ def _load_master(
         ),
         source=src,
         open_ports=_open_ports(v["LC_EXTERNAL_OPEN_PORTS"]),
+        update_url=v["LC_UPDATE_URL"],
     )
 
 

@@ -541,7 +541,8 @@ def _verify_root(tmp: Path, tree: Path) -> Path:
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     shutil.copytree(tree, root, dirs_exist_ok=True)
     # /bin/kill: procps', which ssh.service's ExecReload runs (a minbase host lacks procps)
-    image = ("/usr/sbin/sshd", "/sbin/fake-hwclock", "/bin/mkdir", "/bin/kill")
+    # /bin/echo: coreutils', which scooby-update.service runs when LC_UPDATE_URL is empty
+    image = ("/usr/sbin/sshd", "/sbin/fake-hwclock", "/bin/mkdir", "/bin/kill", "/bin/echo")
     image += ("/usr/lib/systemd/systemd-networkd-wait-online",)
     for exe in (layout.K3S_BINARY, *image):
         stand_in = root / exe.lstrip("/")
@@ -564,9 +565,11 @@ def _verify(tmp: Path, tree: Path, units: list[str]) -> None:
 
 def test_systemd_verify_master_units(out, tmp_path):
     units = sorted(p.name for p in (out / "master/etc/systemd/system").glob("*.service"))
-    assert len(units) == 12  # scooby-agent-uppers.service; scooby-update-pending.service
+    # scooby-agent-uppers.service; scooby-update-pending.service and scooby-update.service
+    assert len(units) == 13
     others = ["scooby-fake-hwclock.timer", "ssh.service", "ssh.socket", "multi-user.target"]
     others += ["scooby-health-deadline.timer", "timers.target"]  # a trial boot's deadline
+    others += ["scooby-update.timer"]  # the pull of LC_UPDATE_URL (off here)
     _verify(tmp_path, out / "master", units + others)
 
 
