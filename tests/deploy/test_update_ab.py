@@ -272,3 +272,28 @@ def test_a_pulled_ab_release_over_https(pulled, dist, tmp_path):
     assert pulled.m.status()["TRIAL"] == "b" and pulled.pending().is_dir()
     # The download went to the data partition's deploy folder and is gone.
     assert not list(at(pulled.root, "/var/lib/scooby/deploy").glob("scooby-update.*"))
+
+
+def test_a_root_json_naming_a_boot_file_outside_the_boot_partition_is_refused(pulled, dist):
+    """A bundle whose SHA256SUMS line matches but whose root.json names `../etc/x`."""
+    import io
+
+    with tarfile.open(dist / bundle.BUNDLE) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar]
+    forged = io.BytesIO()
+    with tarfile.open(fileobj=forged, mode="w:gz") as tar:
+        for member, data in members:
+            if member.name == layout.BUNDLE_ROOT_MANIFEST:
+                root = json.loads(data)
+                root["boot"]["../etc/x"] = "0" * 64
+                root["allow_kernel_change"] = True
+                data = json.dumps(root).encode()
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+    (dist / bundle.BUNDLE).write_bytes(forged.getvalue())
+    sums = (dist / bundle.SUMS).read_text().splitlines()
+    sums[0] = f"{hashlib.sha256(forged.getvalue()).hexdigest()}  {bundle.BUNDLE}"
+    (dist / bundle.SUMS).write_text("\n".join(sums) + "\n")
+    before = tree(pulled.root)
+    refused(update(pulled.root, str(dist / bundle.BUNDLE)), "root.json: not one this master reads")
+    assert tree(pulled.root) == before
