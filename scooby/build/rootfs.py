@@ -6,7 +6,9 @@ Both are made by mmdebstrap (arm64, run under qemu-user through binfmt) as tarba
   kernel, Raspberry Pi firmware and ONE initramfs. Package installs don't generate initramfs
   images (update-initramfs is diverted to a no-op while they run: under qemu-user each
   generation took ~16 min with MODULES=most); customize90 makes one with MODULES=list.
-  essential20 diverts raspi-firmware's kernel hook, which would rewrite config.txt and
+  The kernel's depmod runs in the background while the next packages install (essential60),
+  and the deferred byte-compilation beside the initramfs generation: two cores, two emulated
+  processes. essential20 diverts raspi-firmware's kernel hook, which would rewrite config.txt and
   cmdline.txt on every kernel or initramfs update, and installs Scooby's (templates/base/files).
 - master-base: the agent base unpacked and templates/base/packages/master.txt installed on
   top, so the kernel, initramfs and every shared package are installed once, not twice.
@@ -167,8 +169,10 @@ def agent_base(out: Path, suite: str, mirrors: list[str], debs: Path, log) -> No
         f"--essential-hook={HOOKS / 'essential30-no-host-keys.sh'}",
         f"--essential-hook={HOOKS / 'essential40-defer-ca-certificates.sh'}",
         f"--essential-hook={HOOKS / 'essential50-defer-py3compile.sh'}",
+        f"--essential-hook={HOOKS / 'essential60-defer-depmod.sh'}",
         f"--customize-hook={HOOKS / 'customize20-ca-certificates.sh'}",
-        f"--customize-hook={HOOKS / 'customize20-py3compile.sh'}",
+        # customize90 waits for the background depmod (deferred-depmod.sh), then runs the
+        # deferred byte-compilation (deferred-py3compile.sh) beside the initramfs
         f"--customize-hook={HOOKS / 'customize90-initramfs.sh'}",
         f"--customize-hook={HOOKS / 'customize95-cache-debs.sh'}",
         f"--customize-hook={HOOKS / 'customize85-archive.sh'}",

@@ -90,3 +90,57 @@ def test_deferred_certificates_are_the_ones_the_package_makes(tmp_path: Path):
     assert made == certs(reference)
     assert len(made) > 100 and "ca-certificates.crt" in made
     assert (root / "var/lib/dpkg/diversions").read_text() == ""
+
+
+FAKE_DEPMOD = """#!/bin/sh
+# stands for kmod's depmod: slow, and says by which name it was started
+sleep 2
+[ -e /etc/depmod-fails ] && { echo "depmod: ERROR: fake" >&2; exit 3; }
+echo "fake depmod started as ${0##*/} with: $*"
+echo "$*" >>/tmp/depmod-ran
+"""
+
+
+def deferred_depmod(tmp_path: Path, fails: bool) -> tuple[Path, subprocess.CompletedProcess]:
+    """essential60-defer-depmod.sh, kmod's depmod unpacked at the diverted name, the kernel's
+    postinst call (timed: it must return before depmod is done), then deferred-depmod.sh."""
+    root = small_root(tmp_path, "depmod-fails" if fails else "depmod")
+    (root / "var/cache").mkdir(parents=True)
+    if fails:
+        (root / "etc/depmod-fails").write_text("")
+    fake = tmp_path / "fake-depmod"
+    fake.write_text(FAKE_DEPMOD)
+    done = in_root(
+        tmp_path,
+        root,
+        f"{HOOKS}/essential60-defer-depmod.sh {root}"
+        f" && install -m 0755 {fake} {root}/usr/sbin/depmod.distrib"
+        f" && start=$(date +%s%N) && chroot {root} depmod 6.12-test"
+        f' && echo "postinst waited $((($(date +%s%N) - start) / 1000000)) ms"'
+        f" && test ! -e {root}/tmp/depmod-ran"
+        f" && {HOOKS}/deferred-depmod.sh {root}"
+        # the real depmod is back at its name
+        f" && grep -q 'stands for kmod' {root}/usr/sbin/depmod"
+        f" && test ! -e {root}/usr/sbin/depmod.distrib",
+    )
+    return root, done
+
+
+def test_deferred_depmod_runs_in_the_background_and_is_waited_for(tmp_path: Path):
+    root, done = deferred_depmod(tmp_path, fails=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    waited = int(done.stdout.split("postinst waited ")[1].split(" ms")[0])
+    assert waited < 1500, done.stdout  # depmod itself takes 2 s
+    assert "runs in the background" in done.stdout
+    assert "fake depmod started as depmod with: 6.12-test" in done.stdout
+    assert (root / "tmp/depmod-ran").read_text() == "6.12-test\n"
+    # The stand-in's records and the diversion are gone.
+    assert (root / "var/lib/dpkg/diversions").read_text() == ""
+    assert not (root / "var/cache/scooby-depmod").exists()
+
+
+def test_a_failed_background_depmod_fails_the_build(tmp_path: Path):
+    root, done = deferred_depmod(tmp_path, fails=True)
+    assert done.returncode != 0
+    assert "depmod: ERROR: fake" in done.stdout + done.stderr
+    assert "depmod 6.12-test (in the background) failed with status 3" in done.stderr

@@ -441,7 +441,8 @@ def test_fake_hwclock_saved_time_is_the_archives_not_the_builds(image: Image):
 
 def test_ca_certificates_and_python_bytecode_made_outside_the_installs(image: Image):
     """The build makes /etc/ssl/certs and the packages' .pyc files after the package installs
-    (hooks customize20-*.sh): all there, and no stand-in, record or diversion left behind."""
+    (hooks customize20-ca-certificates.sh, deferred-py3compile.sh): all there, and no stand-in,
+    record or diversion left behind."""
     certs = image.ls("/etc/ssl/certs")
     pems = [name for name in certs if name.endswith(".pem")]
     hashed = [name for name in certs if re.fullmatch(r"[0-9a-f]{8}\.\d+", name)]
@@ -459,6 +460,21 @@ def test_ca_certificates_and_python_bytecode_made_outside_the_installs(image: Im
         sources = {n.removesuffix(".py") for n in image.ls(folder) if n.endswith(".py")}
         compiled = {n.split(".", 1)[0] for n in image.ls(f"{folder}/__pycache__")}
         assert sources and sources <= compiled, (package, sorted(sources - compiled))
+
+
+def test_module_index_made_by_the_background_depmod(image: Image):
+    """The kernel's depmod ran in the background during the installs (hooks essential60 and
+    deferred-depmod.sh): its index is there, and no stand-in, record or diversion is left."""
+    assert "depmod" not in image.read("/var/lib/dpkg/diversions").decode()
+    assert image.symlink("/usr/sbin/depmod") == "../bin/kmod"
+    assert not image.exists("/usr/sbin/depmod.distrib")
+    assert not image.exists("/var/cache/scooby-depmod")
+    versions = list(image.ls("/usr/lib/modules"))
+    assert versions
+    for version in versions:
+        index = image.ls(f"/usr/lib/modules/{version}")
+        assert {"modules.dep", "modules.dep.bin", "modules.alias.bin"} <= set(index), index
+        assert b"kernel/" in image.read(f"/usr/lib/modules/{version}/modules.dep")
 
 
 def test_no_secrets_host_keys_or_machine_id(image: Image):

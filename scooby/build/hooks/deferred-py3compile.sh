@@ -2,11 +2,10 @@
 # The byte-compilation the packages' postinsts asked for (essential50-defer-py3compile.sh
 # recorded their py3compile calls): the public modules of every `py3compile -p PACKAGE` call
 # all live in /usr/lib/python3/dist-packages and are compiled in one run over that folder; the
-# other calls (a package's private folders) run as they were made.
+# other calls (a package's private folders) run as they were made. customize90-initramfs.sh
+# runs this beside the initramfs, once it has removed the stand-in and its diversion.
 set -eu
 root="$1"
-rm -f "$root/usr/bin/py3compile"
-chroot "$root" dpkg-divert --local --rename --remove /usr/bin/py3compile
 calls="$root/var/cache/scooby-py3compile"
 [ -e "$calls" ] || exit 0
 public=no
