@@ -698,7 +698,10 @@ def agent_b_marks(s, deadline: float) -> str:
     for path, value in s.marks.items():
         check(s.agent_cmd, f"echo {value} | sudo tee {path} >/dev/null", deadline)
     check(s.agent_cmd, "sync", deadline)
+    # findmnt names a bind's source DEVICE[/PATH]: the table prints details as rich markup,
+    # where "[/...]" is a closing tag, so the brackets go.
     node = check(s.agent_cmd, "findmnt -n -o SOURCE /etc/rancher/node", deadline).strip()
+    node = node.replace("[", " ").replace("]", "")
     upper = f"{layout.AGENT_UPPERS}/{s.agent.name}"
     got = check(s.master_cmd, f"sudo cat {upper}{RESET_MARK}", deadline).strip()
     if got != s.marks[RESET_MARK]:
