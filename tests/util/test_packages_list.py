@@ -37,6 +37,9 @@ USERS_OWN = {"vagrant"}
 
 SUBST = re.compile(r"\$\(([^()]*)\)")
 CASE_PATTERN = re.compile(r"^\s*[^\s()=;]+(\s*\|\s*[^\s()=;]+)*\)", re.M)
+# `PROGRAM <<'EOF'` ... `EOF`: the body is the program's input, not commands for this shell
+HEREDOC = re.compile(r"^([^\n]*?)<<-?\s*(['\"]?)(\w+)\2([^\n]*\n)(.*?)^\t*\3$", re.M | re.S)
+SHELLS = {"sh", "bash", "dash"}
 # Words before a command's program: keywords, and wrappers that run the next word.
 PREFIXES = {"if", "elif", "while", "until", "!", "exec", "sudo", "$sudo", "env"}
 
@@ -90,10 +93,19 @@ def python_programs(path: Path) -> set[str]:
     return {w for w in found if w and PROGRAM.match(w)}
 
 
+def _heredoc(m: re.Match) -> str:
+    """A here-document's body is data (a file written, often a script for the target root),
+    unless a shell on this machine runs it: then its lines stay commands."""
+    words = re.split(r"[;&|(]", m[1])[-1].split()
+    fed_to_shell = bool(words) and words[0] in SHELLS
+    return m[1] + m[4] + (m[5] if fed_to_shell else "\n" * m[5].count("\n"))
+
+
 def shell_programs(path: Path) -> set[str]:
     """The first word of each simple command; functions the script defines are not programs;
     what runs in another root (`chroot ROOT PROGRAM`) is that root's, not this machine's."""
     text = path.read_text().replace("\\\n", " ")  # continued lines are one line
+    text = HEREDOC.sub(_heredoc, text)
     functions = set(re.findall(r"^\s*(\w[\w-]*)\s*\(\)", text, re.M))
     text = "\n".join(re.sub(r"(^|\s)#.*", "", line) for line in text.splitlines())
     text = re.sub(r"'[^']*'", "''", text)  # single-quoted text is data (awk programs, formats)
@@ -153,5 +165,8 @@ def test_the_scanner_sees_a_program_in_each_form(tmp_path: Path):
         "set -eu\nhelper() { zeta; }\nif eta --x; then theta | iota; fi\n"
         'X=1 kappa "$1" && $sudo lambda\nchroot "$root" inside-image\n'
         "v=$(mu 'nu xi')  # omicron\n"
+        "cat >\"$root/usr/sbin/x\" <<'EOF'\n#!/bin/sh\npi --in-the-image\nEOF\n"
+        "sh -s <<EOF\nrho\nEOF\n"
     )
-    assert shell_programs(sh) == {"zeta", "eta", "theta", "iota", "kappa", "lambda", "chroot", "mu"}
+    expected = {"zeta", "eta", "theta", "iota", "kappa", "lambda", "chroot", "mu", "cat", "sh"}
+    assert shell_programs(sh) == expected | {"rho"}
