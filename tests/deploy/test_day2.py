@@ -560,11 +560,15 @@ def v5_deploy(s, deadline: float) -> str:
     done = deploy(s, "--wait", str(AB_WAIT), timeout=max(deadline - time.monotonic(), 60),
                   expect=1)  # fmt: skip
     seconds = time.monotonic() - start
-    said = done.stderr.strip().splitlines()
-    if len(said) != 1 or "did not pass: the master is back on slot" not in said[0]:
+    # stderr: the local build's step lines ("✓ render 0.8 s 82 files"), then the failure in
+    # one line (HOST: error: MESSAGE), the last; nothing else, no traceback
+    *steps, said = done.stderr.strip().splitlines() or [""]
+    if any(not line.startswith("✓ ") for line in steps) or not (
+        ": error: " in said and "did not pass: the master is back on slot" in said
+    ):
         raise Failed(f"not the trial's failure in one line: {done.stderr[-600:]!r}")
     s.timings["v5_ab_deploy_failed_seconds"] = round(seconds, 1)
-    return f"agent B {halted}; {built}; exit 1 after {seconds:.0f} s: {said[0][-300:]}"
+    return f"agent B {halted}; {built}; exit 1 after {seconds:.0f} s: {said[-300:]}"
 
 
 def v5_back_on_v4(s, deadline: float) -> str:
