@@ -135,6 +135,11 @@ SCOOBY_UPDATE = "/usr/local/sbin/scooby-update"  # the pull side: a release bund
 # follows the commit (scooby-update --pending, scooby-update-pending.service).
 BUNDLE_ROOT_MANIFEST = "root.json"
 DEPLOY_PENDING = "/var/lib/scooby/deploy/pending"
+# scooby-update's downloads (a release's root is hundreds of MB, and a Pi's /tmp is in RAM):
+# a folder `scooby-update.*` at the top of the data partition, outside the deploy record's
+# folder, which a refused pull leaves exactly as it was. One run at a time: each holds a lock
+# (flock) on this folder itself; under it, what a killed run left is removed first.
+UPDATE_WORK = DATA_MOUNT
 # A deploy's on-master path prefix -> the action that makes a running master pick the change
 # up ("": read when used). A path no prefix matches needs a reboot (A/B). The first match
 # wins. `scooby deploy` (scooby.deploy.plan) and scooby-update on the master plan with it.

@@ -204,6 +204,43 @@ def test_an_untrusted_certificate_is_refused(master, https):
     assert tree(root) == before
 
 
+def test_a_refused_pull_on_a_master_with_a_data_partition_leaves_the_deploy_folder_alone(
+    master,
+):
+    """The downloads go to the data partition's top (layout.UPDATE_WORK), not into the deploy
+    record's folder: a refused pull leaves that folder's entries and times as they were. What a
+    killed run left there is removed by the next run."""
+    root, _, dist = master
+    work = at(root, layout.UPDATE_WORK)
+    work.mkdir(parents=True)  # the data partition's mount point, as in the image
+    (work / "scooby-update.killed").mkdir()
+    (work / "scooby-update.killed" / "scooby-root.ext4.zst").write_bytes(b"half")
+    deploy = at(root, os.path.dirname(layout.DEPLOY_RECORD))
+    stamps = {p: p.stat().st_mtime_ns for p in (deploy, *deploy.rglob("*"))}
+    (dist / bundle.BUNDLE).write_bytes((dist / bundle.BUNDLE).read_bytes() + b"\0")
+    refused(update(root, str(dist / bundle.BUNDLE)), "is not the one in SHA256SUMS")
+    assert {p: p.stat().st_mtime_ns for p in (deploy, *deploy.rglob("*"))} == stamps
+    assert list(work.iterdir()) == [] and commands(root) == []
+
+
+def test_a_second_run_while_one_runs_is_refused(master):
+    import fcntl
+
+    root, _, dist = master
+    work = at(root, layout.UPDATE_WORK)
+    work.mkdir(parents=True)
+    held = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the other run
+        before = tree(root)
+        done = update(root, str(dist / bundle.BUNDLE))
+    finally:
+        os.close(held)
+    assert done.returncode == 1
+    assert done.stderr == "scooby-update: error: another scooby-update is running\n"
+    assert tree(root) == before and commands(root) == []
+
+
 def test_a_tampered_download_is_refused(master, https):
     root, _, dist = master
     url, ca = https

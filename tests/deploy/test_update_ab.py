@@ -270,8 +270,10 @@ def test_a_pulled_ab_release_over_https(pulled, dist, tmp_path):
         done = update(pulled.root, "--cacert", str(ca), url)
     assert done.returncode == 0, done.stderr
     assert pulled.m.status()["TRIAL"] == "b" and pulled.pending().is_dir()
-    # The download went to the data partition's deploy folder and is gone.
-    assert not list(at(pulled.root, "/var/lib/scooby/deploy").glob("scooby-update.*"))
+    # The download went to the data partition (the deploy record's folder on a tree without
+    # UPDATE_WORK's mount point) and is gone.
+    for folder in (layout.UPDATE_WORK, os.path.dirname(layout.DEPLOY_RECORD)):
+        assert not list(at(pulled.root, folder).glob("scooby-update.*"))
 
 
 def test_a_root_json_naming_a_boot_file_outside_the_boot_partition_is_refused(pulled, dist):
