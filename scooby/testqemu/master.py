@@ -155,6 +155,20 @@ def external_isolation(s, deadline: float) -> str:
 
 
 # Written through the bind mount, read on the data partition itself.
+# The master's running `scooby-slot write` (the script itself, run through its #! line, not
+# sudo or the shell): its bytes written so far, from /proc/PID/io. The tests that cut a slot
+# write (a power cut: QEMU killed) wait for an amount, not for time.
+SLOT_WRITTEN = (f"sudo sh -c 'pid=$(pgrep -f \"^/usr/bin/python3 {layout.SCOOBY_SLOT} write\")"
+                " && grep ^wchar /proc/$pid/io'")  # fmt: skip
+SLOT_KILL_AFTER = 64 << 20  # bytes written to the slot when those tests kill QEMU
+
+
+def slot_written(s) -> int | None:
+    """Bytes the master's `scooby-slot write` has written so far; None while none runs."""
+    done = s.master_cmd(SLOT_WRITTEN, 60)
+    return int(done.stdout.split()[-1]) if done.returncode == 0 else None
+
+
 DATA_PROBE = "/var/lib/scooby/test-qemu-probe"
 DATA_PROBE_KEPT = f"{layout.DATA_MOUNT}/scooby/test-qemu-probe"
 

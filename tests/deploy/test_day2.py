@@ -636,34 +636,27 @@ def v5_back_on_v4(s, deadline: float) -> str:
     )
 
 
-KILL_AFTER = 64 << 20  # bytes scooby-slot has written to the slot when QEMU is killed
-
-
 def kill_during_write(s, deadline: float) -> str:
     """`scooby deploy` of v5 again; once the master's `scooby-slot write` has written
-    KILL_AFTER bytes to the slot (its /proc/PID/io), QEMU is killed (SIGKILL: the power cut),
-    in the middle of the write. The amount, not the deploy's 30 s progress lines: an idle
-    machine writes the whole slot in about 30 s."""
+    SLOT_KILL_AFTER bytes to the slot (master_phases.slot_written), QEMU is killed (SIGKILL:
+    the power cut), in the middle of the write. The amount, not the deploy's 30 s progress
+    lines: an idle machine writes the whole slot in about 30 s."""
     import signal
 
     argv = deploy_argv(s)
     log = s.out / "deploy-killed.log"
-    # The script itself (run through its #! line), not sudo or the shell.
-    progress = (f"sudo sh -c 'pid=$(pgrep -f \"^/usr/bin/python3 {SCOOBY_SLOT} write\")"
-                " && grep ^wchar /proc/$pid/io'")  # fmt: skip
     written = 0
     with log.open("w") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, text=True)
         try:
-            while written < KILL_AFTER:
+            while written < master_phases.SLOT_KILL_AFTER:
                 text = log.read_text()
                 if proc.poll() is not None or "scooby-slot: slot" in text:
                     raise Failed(f"the write ended before the kill: {text[-600:]}")
                 if time.monotonic() > deadline:
                     raise Failed(f"no write under way: {text[-600:]}")
-                done = s.master_cmd(progress, 60)
-                if done.returncode == 0:
-                    written = int(done.stdout.split()[-1])
+                got = master_phases.slot_written(s)
+                written = written if got is None else got
                 time.sleep(1)
             os.killpg(s.master.proc.pid, signal.SIGKILL)
             s.master.proc.wait(30)

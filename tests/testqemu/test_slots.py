@@ -58,7 +58,6 @@ pytestmark = [
 ]
 
 BROKEN_CONF = "/etc/dnsmasq.d/zz-test-slots-broken.conf"  # an option dnsmasq refuses
-KILL_AFTER = 64 << 20  # bytes scooby-slot has written to the slot when QEMU is killed
 
 
 def loadavg() -> str:
@@ -309,18 +308,14 @@ def c_write_killed(s, deadline: float) -> str:
     argv += [f"{s.user}@127.0.0.1", write_command(s.good_size, s.good_digest)]
     f = s.good.open("rb")
     writer = subprocess.Popen(argv, stdin=f, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # The script itself (run through its #! line), not sudo or this shell.
-    progress = (f"sudo sh -c 'pid=$(pgrep -f \"^/usr/bin/python3 {layout.SCOOBY_SLOT} write\")"
-                " && grep ^wchar /proc/$pid/io'")  # fmt: skip
     written = 0
     try:
-        while written < KILL_AFTER:
+        while written < master_phases.SLOT_KILL_AFTER:
             if writer.poll() is not None or time.monotonic() > deadline:
-                raise Failed(f"the write ended before {KILL_AFTER >> 20} MiB went in: "
-                             f"{writer.communicate()[1][-300:]!r}")  # fmt: skip
-            done = s.master_cmd(progress, 60)
-            if done.returncode == 0:
-                written = int(done.stdout.split()[-1])
+                raise Failed(f"the write ended before {master_phases.SLOT_KILL_AFTER >> 20} MiB"
+                             f" went in: {writer.communicate()[1][-300:]!r}")  # fmt: skip
+            got = master_phases.slot_written(s)
+            written = written if got is None else got
             time.sleep(2)
         os.killpg(s.master.proc.pid, signal.SIGKILL)  # a power cut, mid-write
         s.master.proc.wait(timeout=60)
