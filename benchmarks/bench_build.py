@@ -146,17 +146,22 @@ def compare(a: Path, b: Path, work: Path) -> None:
 def peer(work: Path) -> dict:
     """Debian's image-specs Pi 4 bookworm recipe with vmdb2, cold (no rootfs tarball)."""
     if not shutil.which("vmdb2"):
-        sys.exit("the peer needs vmdb2: apt-get install --no-install-recommends vmdb2 "
-                 "debootstrap kpartx parted dosfstools (or run with --no-peer)")  # fmt: skip
+        sys.exit("the peer needs vmdb2: apt-get install --no-install-recommends vmdb2 debootstrap "
+                 "kpartx parted dosfstools zerofree (or run with --no-peer)")  # fmt: skip
     work.mkdir(parents=True, exist_ok=True)
     image = work / "raspi_4_bookworm.img"
     image.unlink(missing_ok=True)
     cmd = ["vmdb2", f"--output={image}", f"--log={work / 'vmdb2.log'}", "raspi_4_bookworm.yaml"]
     env = None
-    if "device-mapper" not in Path("/proc/misc").read_text():
-        # No device-mapper in this kernel: kpartx cannot map the partitions. The stand-in in
-        # peer/bin gives vmdb2 one loop device per partition instead (peer/README.md).
-        print("no device-mapper here: the peer's kpartx step uses benchmarks/peer/bin/kpartx")
+    no_dm = "device-mapper" not in Path("/proc/misc").read_text()
+    no_vfat = "vfat" not in Path("/proc/filesystems").read_text().split()
+    if no_dm or no_vfat:
+        # A kernel without device-mapper or vfat (this machine's): kpartx cannot map the
+        # partitions, mount cannot mount the FAT one. The stand-ins in peer/bin map each
+        # partition to a loop device and mount FAT with fusefat (peer/README.md).
+        print("no device-mapper or vfat in this kernel: the peer runs with benchmarks/peer/bin")
+        if no_vfat and not shutil.which("fusefat"):
+            sys.exit("the peer needs fusefat on this kernel: apt-get install fusefat")
         env = {**os.environ, "PATH": f"{PEER / 'bin'}:{os.environ['PATH']}"}
     seconds, peak, out = timed(cmd, cwd=PEER, env=env)
     print(out[-2000:])
