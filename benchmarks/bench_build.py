@@ -151,7 +151,12 @@ def peer(work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     image = work / "raspi_4_bookworm.img"
     image.unlink(missing_ok=True)
-    cmd = ["vmdb2", f"--output={image}", f"--log={work / 'vmdb2.log'}", "raspi_4_bookworm.yaml"]
+    # As image-specs' Makefile runs it: with a rootfs tarball, which a cold run finds absent
+    # (so it debootstraps) and writes at the end (the recipe's cache-rootfs step).
+    tarball = work / "raspi_4_bookworm.tar.gz"
+    tarball.unlink(missing_ok=True)
+    cmd = ["vmdb2", f"--rootfs-tarball={tarball}", f"--output={image}",
+           f"--log={work / 'vmdb2.log'}", "raspi_4_bookworm.yaml"]  # fmt: skip
     env = None
     no_dm = "device-mapper" not in Path("/proc/misc").read_text()
     no_vfat = "vfat" not in Path("/proc/filesystems").read_text().split()
