@@ -92,7 +92,28 @@ def agent_root(s, deadline: float) -> str:
     root = check(s.agent_cmd, "findmnt -n -o FSTYPE,SOURCE /", deadline).split()
     if root[:1] != ["nfs"] or root[1:2] != [want]:
         raise Failed(f"/ is {' '.join(root)}, not nfs {want}")
-    return f"/ = nfs {want}; /var/lib/rancher = {rancher_disk(s, deadline, 'PARTUUID')}"
+    network_left_alone(s, deadline)
+    return (
+        f"/ = nfs {want}; /var/lib/rancher = {rancher_disk(s, deadline, 'PARTUUID')}; "
+        "cloud-init left eth0 to the kernel"
+    )
+
+
+# cloud-init's own networkd files, and whether networkd runs: the kernel's ip=dhcp configured
+# eth0 under the NFS root, and network-config=disabled keeps cloud-init off it (docs/nodes.md).
+_CLOUD_INIT_NETWORK = (
+    "find /etc/systemd/network /run/systemd/network -name '*cloud-init*' 2>/dev/null;"
+    " systemctl is-active systemd-networkd || true"
+)
+
+
+def network_left_alone(s, deadline: float) -> None:
+    *files, networkd = check(s.agent_cmd, _CLOUD_INIT_NETWORK, deadline).split()
+    if files or networkd == "active":
+        raise Failed(
+            f"cloud-init configured the network under the NFS root: {' '.join(files) or '-'}; "
+            f"systemd-networkd {networkd}"
+        )
 
 
 def rancher_disk(s, deadline: float, tag: str) -> str:

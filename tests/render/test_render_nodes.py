@@ -327,6 +327,8 @@ def test_agent_cmdline(out, agent):
     assert f"nfsroot={cluster_ip}:{layout.AGENT_MOUNTS}/{agent},tcp,vers=3" in words
     for flag in ("rw", "ip=dhcp", "rootwait", "cgroup_enable=memory", "net.ifnames=0"):
         assert flag in words
+    # cloud-init ranks ip= above its config files: only this keeps it off the NFS root's eth0.
+    assert "network-config=disabled" in words
     assert not [w for w in words if w.startswith("cgroup_memory")]
     # The original's Raspberry Pi OS base: nocloud-net, which every cloud-init accepts.
     (ds,) = [w for w in words if w.startswith("ds=")]
