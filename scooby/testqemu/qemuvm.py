@@ -28,7 +28,14 @@ from scooby.core import layout
 from scooby.util import diskimage
 
 QEMU = "qemu-system-aarch64"
-MACHINE = ["-M", "virt", "-cpu", "cortex-a72", "-smp", "2"]
+# dtb-randomness=off: no kaslr-seed in the device tree, so the guest kernel runs without
+# KASLR, and so without the page table isolation (KPTI) that Debian's kernel forces on with
+# KASLR on a CPU without E0PD, such as the Pi 4's Cortex-A72 ("kernel page table isolation
+# forced ON by KASLR" on the console). KPTI switches TTBR1's ASID on every entry to and exit
+# from the kernel, and QEMU's TCG flushes its whole TLB on each ASID change
+# (target/arm/helper.c, vmsa_ttbr_write): every system call and interrupt then costs two full
+# TLB refills under emulation. The image and its command line are unchanged.
+MACHINE = ["-M", "virt,dtb-randomness=off", "-cpu", "cortex-a72", "-smp", "2"]
 MIB = 1024 * 1024
 
 
