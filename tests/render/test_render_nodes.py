@@ -348,6 +348,11 @@ def test_agent_seed(out, agent):
     assert _read(out, f"agents/{agent}/etc/hostname") == f"{agent}\n"
     cfg = yaml.safe_load(_read(out, f"agents/{agent}/etc/cloud/cloud.cfg.d/90_scooby.cfg"))
     assert cfg == {"datasource_list": ["NoCloud", "None"], "network": {"config": "disabled"}}
+    # Every file cloud-init's NoCloud asks the seed for is there (a missing one costs 10 s of
+    # retries): no vendor-data, and a network-config that leaves the network to the kernel.
+    assert _read(out, f"master{layout.HTTP_ROOT}/{agent}/vendor-data") == ""
+    network = yaml.safe_load(_read(out, f"master{layout.HTTP_ROOT}/{agent}/network-config"))
+    assert network == {"config": "disabled"}
 
 
 def _fstab(out: Path, agent: str) -> list[list[str]]:

@@ -288,7 +288,7 @@ def test_a_pi_boots_from_the_rendered_master(master: Master) -> None:
 
         # Each agent's cloud-init seed, to that agent's address only.
         for agent, other in ((pi3, pi4), (pi4, pi3)):
-            for name in ("user-data", "meta-data"):
+            for name in ("user-data", "meta-data", "vendor-data", "network-config"):
                 status, body = http_get(net, str(agent.ip), f"/{agent.name}/{name}")
                 assert (status, body) == (200, (_seed(master, agent) / name).read_bytes())
                 status, _ = http_get(net, str(other.ip), f"/{agent.name}/{name}")
