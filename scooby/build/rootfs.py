@@ -176,6 +176,9 @@ def agent_base(out: Path, suite: str, mirrors: list[str], debs: Path, log) -> No
         f"--customize-hook={HOOKS / 'customize90-initramfs.sh'}",
         f"--customize-hook={HOOKS / 'customize95-cache-debs.sh'}",
         f"--customize-hook={HOOKS / 'customize85-archive.sh'}",
+        # /etc/.updated, /var/.updated: no first boot redoes dpkg's triggers (the master's
+        # base is this root plus packages, so it inherits them)
+        f"--customize-hook={HOOKS / 'customize75-update-done.sh'}",
         f"--customize-hook={HOOKS / 'customize80-scrub.sh'}",
         suite,
         str(out),

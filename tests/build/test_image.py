@@ -409,6 +409,9 @@ def test_agent_layers_and_base(image: Image, repo: Path, tmp_path: Path):
     assert "squashfs-root/usr/lib/systemd/systemd-timesyncd" in listing  # the agents' clock
     assert "squashfs-root/usr/sbin/dnsmasq" not in listing  # agents get no master services
     assert "ssh_host_" not in listing
+    # Up to date with /usr (customize75-update-done.sh): no first boot reruns dpkg's triggers.
+    assert "squashfs-root/etc/.updated" in listing and "squashfs-root/var/.updated" in listing
+    assert image.exists("/etc/.updated") and image.exists("/var/.updated")  # the master's
 
 
 def test_release_file(image: Image, repo: Path):
