@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from scooby.core import layout
+from scooby.testqemu import evidence
 from scooby.testqemu.phases import Failed
 from scooby.testqemu.probes import EXTERNAL_PROBES, PROBE_NAMES, probe, probe_port
 from scooby.testqemu.ssh import API_PORT, SSH_PORT, check, console_wait, wait_ssh
@@ -233,6 +234,7 @@ def master_data(s, deadline: float) -> str:
 def master_reboot(s, deadline: float) -> str:
     """A clean reboot: the machine-id, the SSH host key, the join token and a file written
     through a bind mount are the same after it, on the data partition again."""
+    evidence.save_agent_journal(s)  # the agent's root is on the master: read it while it is up
     before = check(s.master_cmd, "cat /proc/sys/kernel/random/boot_id", deadline).strip()
     since = s.master.console.stat().st_size
     # The connection drops as the master goes down: not an SSH failure to retry.
