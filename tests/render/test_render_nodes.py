@@ -497,7 +497,9 @@ SECRET_PATTERNS = [
 def test_no_token_hash_or_private_key_in_served_or_boot_files(out):
     served = [p for s in SERVED for p in (out / s).rglob("*") if p.is_file()]
     boot = [p for p in (out / "boot").rglob("*") if p.is_file()]
-    assert len(served) == 4 * len(AGENTS) and len(boot) == 4
+    # per agent: TFTP cmdline.txt and config.txt; the seed's user-data, meta-data,
+    # vendor-data and network-config
+    assert len(served) == 6 * len(AGENTS) and len(boot) == 4
     for path in served + boot:
         text = path.read_text()
         for pattern in SECRET_PATTERNS:
