@@ -179,6 +179,9 @@ def agent_base(out: Path, suite: str, mirrors: list[str], debs: Path, log) -> No
         # /etc/.updated, /var/.updated: no first boot redoes dpkg's triggers (the master's
         # base is this root plus packages, so it inherits them)
         f"--customize-hook={HOOKS / 'customize75-update-done.sh'}",
+        # the .pyc files, compiled (deferred-py3compile.sh) as checked hash-based ones,
+        # made unchecked: no import reads the .py too (over NFS, on the agents)
+        f"--customize-hook={HOOKS / 'customize76-pyc-unchecked.sh'}",
         f"--customize-hook={HOOKS / 'customize80-scrub.sh'}",
         suite,
         str(out),
@@ -219,6 +222,7 @@ def master_base(
         f"--customize-hook={HOOKS / 'customize10-master-packages.sh'}",
         f"--customize-hook={HOOKS / 'customize95-cache-debs.sh'}",
         f"--customize-hook={HOOKS / 'customize85-archive.sh'}",
+        f"--customize-hook={HOOKS / 'customize76-pyc-unchecked.sh'}",  # the master's packages'
         f"--customize-hook={HOOKS / 'customize80-scrub.sh'}",
         suite,
         str(out),

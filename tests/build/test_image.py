@@ -411,6 +411,11 @@ def test_agent_layers_and_base(image: Image, repo: Path, tmp_path: Path):
     assert "ssh_host_" not in listing
     # Up to date with /usr (customize75-update-done.sh): no first boot reruns dpkg's triggers.
     assert "squashfs-root/etc/.updated" in listing and "squashfs-root/var/.updated" in listing
+    # The agents' .pyc files are unchecked hash-based too: none of their imports reads a .py.
+    pyc = next(p for p in listing.split() if "/cloudinit/__pycache__/util." in p)
+    header = subprocess.run(["unsquashfs", "-cat", str(squashfs), pyc.split("/", 1)[1]],
+                            capture_output=True, check=True).stdout[:8]  # fmt: skip
+    assert header[4:8] == b"\x01\x00\x00\x00", header
     assert image.exists("/etc/.updated") and image.exists("/var/.updated")  # the master's
 
 
@@ -463,6 +468,10 @@ def test_ca_certificates_and_python_bytecode_made_outside_the_installs(image: Im
         sources = {n.removesuffix(".py") for n in image.ls(folder) if n.endswith(".py")}
         compiled = {n.split(".", 1)[0] for n in image.ls(f"{folder}/__pycache__")}
         assert sources and sources <= compiled, (package, sorted(sources - compiled))
+    # Unchecked hash-based (customize76-pyc-unchecked.sh): flags word 1, no import reads the .py.
+    pycache = "/usr/lib/python3/dist-packages/cloudinit/__pycache__"
+    util = next(n for n in image.ls(pycache) if n.startswith("util."))
+    assert image.read(f"{pycache}/{util}")[4:8] == b"\x01\x00\x00\x00"
 
 
 def test_module_index_made_by_the_background_depmod(image: Image):
