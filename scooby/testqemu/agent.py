@@ -89,14 +89,17 @@ def agent_root(s, deadline: float) -> str:
     wait_ssh(s.agent_link(), deadline)
     master_ip = s.cluster.master.internal.ip
     want = f"{master_ip}:{layout.AGENT_MOUNTS}/{s.agent.name}"
-    root = check(s.agent_cmd, "findmnt -n -o FSTYPE,SOURCE /", deadline).split()
-    if root[:1] != ["nfs"] or root[1:2] != [want]:
-        raise Failed(f"/ is {' '.join(root)}, not nfs {want}")
-    network_left_alone(s, deadline)
-    return (
-        f"/ = nfs {want}; /var/lib/rancher = {rancher_disk(s, deadline, 'PARTUUID')}; "
-        "cloud-init left eth0 to the kernel"
-    )
+    # Three independent readings at once, each a channel of the one SSH connection.
+    with ThreadPoolExecutor(3) as pool:
+        root = pool.submit(check, s.agent_cmd, "findmnt -n -o FSTYPE,SOURCE /", deadline)
+        network = pool.submit(network_left_alone, s, deadline)
+        disk = pool.submit(rancher_disk, s, deadline, "PARTUUID")
+        root = root.result().split()
+        if root[:1] != ["nfs"] or root[1:2] != [want]:
+            raise Failed(f"/ is {' '.join(root)}, not nfs {want}")
+        network.result()
+        rancher = disk.result()
+    return f"/ = nfs {want}; /var/lib/rancher = {rancher}; cloud-init left eth0 to the kernel"
 
 
 # cloud-init's own networkd files, and whether networkd runs: the kernel's ip=dhcp configured
@@ -133,10 +136,14 @@ def rancher_disk(s, deadline: float, tag: str) -> str:
 
 
 # The disk's way out and back in: its PCI function removed, then found again by a rescan.
+# One command (one round trip to the emulated agent): which disk, unmount, remove its PCI
+# function, then wait for udev to remove the link.
 _UNPLUG = (
-    "sudo systemctl stop var-lib-rancher.mount"
-    ' && pci=$(readlink -f "/sys/class/block/$(lsblk -n -o PKNAME {dev})/device/..")'
+    "dev=$(findmnt -n -o SOURCE /var/lib/rancher)"
+    " && sudo systemctl stop var-lib-rancher.mount"
+    ' && pci=$(readlink -f "/sys/class/block/$(lsblk -n -o PKNAME "$dev")/device/..")'
     ' && echo 1 | sudo tee "$pci/remove" >/dev/null'
+    f" && sudo udevadm wait --removed --timeout=60 {layout.RANCHER_DEVICE} && echo gone"
 )
 _REPLUG = "echo 1 | sudo tee /sys/bus/pci/rescan >/dev/null"
 
@@ -145,13 +152,10 @@ def agent_late_disk(s, deadline: float) -> str:
     """A local disk that appears after fstab's device timeout (a slow USB disk; udev late on a
     loaded agent) is still mounted, with nothing waiting for it: the disk is unmounted, its
     PCI device removed, then found again, and /var/lib/rancher must come back by itself."""
-    source = check(s.agent_cmd, "findmnt -n -o SOURCE /var/lib/rancher", deadline).strip()
-    check(s.agent_cmd, _UNPLUG.format(dev=shlex.quote(source)), deadline)
     # Each wait is an event on the agent (udev's remove and add of the link), in one command:
     # no polling over SSH. The mount then follows the link at once (the rule's SYSTEMD_WANTS);
     # that last step is watched on the agent every 0.2 s.
-    gone = check(s.agent_cmd, f"sudo udevadm wait --removed --timeout=60 {layout.RANCHER_DEVICE}"
-                 " && echo gone", deadline)  # fmt: skip
+    gone = check(s.agent_cmd, _UNPLUG, deadline)
     if gone.strip() != "gone":
         raise Failed(f"{layout.RANCHER_DEVICE} still there after its PCI device was removed")
     started = time.monotonic()
@@ -238,13 +242,14 @@ def agent_reboot(s, deadline: float) -> str:
     boot_agent(s, f"{s.agent.name}.console-2.log")
     banner = agent_online(s, deadline, "qemu_start_to_agent_banner_after_reset")
     wait_ssh(s.agent_link(), deadline)
-    gone = s.agent_cmd(f"test ! -e {PROBE}", deadline - time.monotonic())
-    if gone.returncode != 0:
-        raise Failed(f"{PROBE} survived the reset")
-    return (
-        f"ROM again: {s.rom_again}; {banner}; {PROBE} gone; "
-        f"/var/lib/rancher = {rancher_disk(s, deadline, tag)}"
-    )
+    with ThreadPoolExecutor(2) as pool:  # two readings at once
+        disk = pool.submit(rancher_disk, s, deadline, tag)
+        gone = s.agent_cmd(f"test ! -e {PROBE}", deadline - time.monotonic())
+        if gone.returncode != 0:
+            raise Failed(f"{PROBE} survived the reset")
+        return (
+            f"ROM again: {s.rom_again}; {banner}; {PROBE} gone; /var/lib/rancher = {disk.result()}"
+        )
 
 
 def disk_by_fs_uuid(s) -> bool:

@@ -178,29 +178,42 @@ def data_device(s, deadline: float) -> str:
     """The device of the data partition (its PARTUUID: partition 4 of this image) and what
     is mounted from it: the data partition itself and each state folder over its path."""
     partuuid = layout.partuuid(s.cluster.master.hostname, layout.DATA_PARTITION)
-    dev = check(s.master_cmd, f"readlink -f /dev/disk/by-partuuid/{partuuid}", deadline).strip()
-    mounted = check(s.master_cmd, f"findmnt -n -o SOURCE --mountpoint {layout.DATA_MOUNT}",
-                    deadline).strip()  # fmt: skip
+    mounted_on = "findmnt -n -o SOURCE --mountpoint "
+    commands = [f"readlink -f /dev/disk/by-partuuid/{partuuid}",
+                mounted_on + layout.DATA_MOUNT,
+                *(mounted_on + on for on, _ in layout.DATA_BINDS)]  # fmt: skip
+    dev, mounted, *binds = [out.strip() for out in readings(s.master_cmd, commands, deadline)]
     if mounted != dev:
         raise Failed(f"{layout.DATA_MOUNT} is {mounted or 'not mounted'}, not {dev} (p4)")
-    for on_master, name in layout.DATA_BINDS:
-        got = check(s.master_cmd, f"findmnt -n -o SOURCE --mountpoint {on_master}", deadline)
-        if got.strip() != f"{dev}[/{name}]":
-            raise Failed(f"{on_master} is {got.strip() or 'not mounted'}, not {dev}[/{name}]")
+    for (on_master, name), got in zip(layout.DATA_BINDS, binds, strict=True):
+        if got != f"{dev}[/{name}]":
+            raise Failed(f"{on_master} is {got or 'not mounted'}, not {dev}[/{name}]")
     return dev
+
+
+def readings(run, commands: list[str], deadline: float) -> list[str]:
+    """Each command's output, all at once: independent reads, each a channel of the VM's one
+    SSH connection (a round trip to an emulated CPU each). The first failure is raised."""
+    with ThreadPoolExecutor(len(commands)) as pool:
+        done = [pool.submit(check, run, command, deadline) for command in commands]
+        return [future.result() for future in done]
 
 
 def identity(s, deadline: float) -> dict[str, str]:
     """What must survive a reboot and a new root slot, read on the master."""
     keys = f"{layout.DATA_SSH}/ssh_host_ed25519_key.pub"
+    commands = {
+        "machine-id": "cat /etc/machine-id",
+        "kept machine-id": f"cat {layout.DATA_MACHINE_ID}",
+        "host key": f"cat {keys}",
+        "probe": f"sudo cat {DATA_PROBE_KEPT}",
+        "agent token": f"sudo sha256sum {layout.K3S_AGENT_TOKEN_MASTER}",
+    }
+    outs = dict(zip(commands, readings(s.master_cmd, [*commands.values()], deadline), strict=True))
     return {
-        "machine-id": check(s.master_cmd, "cat /etc/machine-id", deadline).strip(),
-        "kept machine-id": check(s.master_cmd, f"cat {layout.DATA_MACHINE_ID}", deadline).strip(),
-        "host key": check(s.master_cmd, f"cat {keys}", deadline).split()[1],
-        "probe": check(s.master_cmd, f"sudo cat {DATA_PROBE_KEPT}", deadline).strip(),
-        "agent token": check(
-            s.master_cmd, f"sudo sha256sum {layout.K3S_AGENT_TOKEN_MASTER}", deadline
-        ).split()[0],  # fmt: skip
+        **{name: out.strip() for name, out in outs.items()},
+        "host key": outs["host key"].split()[1],
+        "agent token": outs["agent token"].split()[0],
     }
 
 
