@@ -204,20 +204,12 @@ def agent_reset(s, deadline: float) -> str:
     # on after `scooby-agent reset` would see it. Both finish before this phase does.
     with ThreadPoolExecutor(1) as pool:
         rom = pool.submit(agent_bootrom, s, deadline)
+        detail = _reset(s, deadline)
         try:
-            detail = _reset(s, deadline)
-        finally:
-            s.rom_again = _rom_result(rom)
-    if isinstance(s.rom_again, Exception):
-        raise Failed(f"the boot ROM, again for agent-reboot: {s.rom_again}")
+            s.rom_again = rom.result()
+        except Exception as exc:  # noqa: BLE001 - whatever stopped it, this phase fails
+            raise Failed(f"the boot ROM, again for agent-reboot: {exc}") from None
     return f"agent {halted}; {detail}"
-
-
-def _rom_result(rom):
-    try:
-        return rom.result()
-    except Exception as exc:  # reported by the phase that needs it, with the reset's own
-        return exc
 
 
 def _reset(s, deadline: float) -> str:

@@ -156,7 +156,7 @@ class Session:
         self.token = secrets.token_hex(8)
         self.interrupted = False
         self.timings: dict[str, float] = {}
-        self.rom_again: str | Exception = ""  # agent-reset's second boot-ROM run, for agent-reboot
+        self.rom_again = ""  # what agent-reset's second boot-ROM run fetched, for agent-reboot
         internal = cluster.master.internal
         taken = {internal.ip, *(a.ip for a in cluster.agents)}
         self.test_address = qemuvm.free_host(internal.network, taken)
