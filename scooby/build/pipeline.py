@@ -3,7 +3,9 @@
     render       validate + render (always: it is the cluster's description)
     k3s          the pinned K3S files (cached download) or first-boot / none
     agent-base   Debian arm64 root for the agents, its squashfs and boot files   (cached)
-    master-base  the agent base + the master's packages                         (cached)
+    master-base  the agent base + the master's packages                         (cached);
+                 beside it, the agent base's initramfs, byte-compilation and squashfs
+                 (scooby.build.finish), which the master's root gets too
     assemble     master root, data and boot trees (render output, agent base, TFTP, K3S,
                  release; the state folders in the data tree)
     firmware-view  what the Pi firmware loads, per supported model: every file present
@@ -137,6 +139,7 @@ def image_stages(repo, out, k3s_mode, cluster, rendered: Path, cache, stages: St
     stages.report.k3s = plan
     if plan.warning:
         stages.report.warnings.append(plan.warning)
+    agent = None
     try:
         if base.kind == "raspios":
             from scooby.build import raspios
@@ -145,13 +148,13 @@ def image_stages(repo, out, k3s_mode, cluster, rendered: Path, cache, stages: St
                 "raspios-base", lambda: raspios.stage(base, cache, log)
             )
         else:
-            agent_dir, agent_key = stages.run(
-                "agent-base", lambda: agent_stage(base, cache, log, key, rootfs)
-            )
+            agent = stages.run("agent-base", lambda: agent_stage(base, cache, log, key, rootfs))
+            agent_dir, agent_key = agent.folder, agent.key
         master_dir = stages.run(
             "master-base",
-            lambda: master_stage(base, cache, log, key, rootfs, agent_dir, agent_key),
+            lambda: master_stage(base, cache, log, key, rootfs, agent_dir, agent_key, agent),
         )
+        agent_dir = agent.folder if agent else agent_dir
         assembled = stages.run(
             "assemble",
             lambda: (
@@ -180,6 +183,8 @@ def image_stages(repo, out, k3s_mode, cluster, rendered: Path, cache, stages: St
             ),
         )
     finally:
+        if agent is not None:  # a failed or interrupted master base: stop the finish first
+            agent.cancel()
         cache.discard_staging()
         if work.exists():
             shutil.rmtree(work)
@@ -201,15 +206,49 @@ def firmware_stage(cluster, assembled):
     return None, False, f"{views} model views, every file present"
 
 
+@dataclass
+class AgentBase:
+    """The agent stage's folder and key; while its finish runs (a new base), `finishing`."""
+
+    folder: Path
+    key: str
+    finishing: object = None  # scooby.build.finish.AgentFinish
+    cache: object = None
+
+    def finished(self, log) -> Path:
+        """Wait for the finish, put its log into the build log, commit the stage."""
+        if self.finishing is None:
+            return self.folder
+        from scooby.build.finish import LOG
+
+        finishing, self.finishing = self.finishing, None
+        try:
+            finishing.wait()
+        finally:
+            log.write("\n--- agent-base finish (beside master-base) ---\n")
+            log.write((self.folder / LOG).read_text(errors="replace"))
+            log.write(f"--- profile: agent-base finish: wall {finishing.seconds:.1f} s\n")
+            log.flush()
+        (self.folder / LOG).unlink()
+        self.folder = self.cache.commit("agent-base", self.key, self.folder)
+        return self.folder
+
+    def cancel(self) -> None:
+        if self.finishing is not None:
+            self.finishing.cancel()
+            self.finishing = None
+
+
 def agent_stage(base, cache, log, key, rootfs):
-    """Debian agent base: rootfs.tar, base.squashfs and boot/ (cached by its inputs).
+    """Debian agent base: rootfs.tar, finish.tar, base.squashfs and boot/ (cached by its
+    inputs). mmdebstrap runs here; the finish (scooby.build.finish: initramfs, compile,
+    squashfs) starts in the background, and master_stage commits the stage once it is done.
 
     A cached root is also checked against the archive's current state (its archive.json):
     when a pocket changed (a security fix) it is rebuilt; offline, it is used as it is.
     """
-    from scooby.build import archive, profile
-    from scooby.build.assemble import debian_boot_files, unpack
-    from scooby.build.squashfs import squashfs
+    from scooby.build import archive
+    from scooby.build.finish import AgentFinish
 
     lines = archive.sources(base.suite, base.mirror, base.updates_mirror, base.security_mirror)
     stage_key = key("agent-base", rootfs.agent_inputs(base.suite, lines))
@@ -217,30 +256,27 @@ def agent_stage(base, cache, log, key, rootfs):
     hit = cache.lookup("agent-base", stage_key)
     if hit:
         if current is None:
-            return (hit, stage_key), True, "archive unreachable: not checked for updates"
+            note = "archive unreachable: not checked for updates"
+            return AgentBase(hit, stage_key), True, note
         if archive.built_from(hit) == current:
-            return (hit, stage_key), True, "archive unchanged"
+            return AgentBase(hit, stage_key), True, "archive unchanged"
     tmp = cache.staging("agent-base", stage_key)
     rootfs.agent_base(tmp / "rootfs.tar", base.suite, lines, cache.debs, log)
     archive.record(tmp, current)
-    tree = tmp / "tree"
-    with profile.timed(log, "agent-base unpack + squashfs"):
-        unpack(tmp / "rootfs.tar", tree)
-        debian_boot_files(tree, tmp / "boot")
-        squashfs(tree, tmp / "base.squashfs", log)
-        shutil.rmtree(tree)
-    note = "archive changed: rebuilt" if hit else ""
-    return (cache.commit("agent-base", stage_key, tmp), stage_key), False, note
+    note = ("archive changed: rebuilt; " if hit else "") + "initramfs beside master-base"
+    return AgentBase(tmp, stage_key, AgentFinish(tmp), cache), False, note
 
 
-def master_stage(base, cache, log, key, rootfs, agent_dir, agent_key):
-    from scooby.build import archive
+def master_stage(base, cache, log, key, rootfs, agent_dir, agent_key, agent=None):
+    from scooby.build import archive, finish
 
     built = archive.built_from(agent_dir)  # None for a Raspberry Pi OS base
     stage_key = key("master-base", rootfs.master_inputs(agent_key, built, base.extra_packages))
     hit = cache.lookup("master-base", stage_key)
     extra = f"+ {' '.join(base.extra_packages)}" if base.extra_packages else ""
     if hit:
+        if agent:
+            agent.finished(log)
         return hit, True, extra
     tmp = cache.staging("master-base", stage_key)
     suite, keyring = base.suite, None
@@ -263,6 +299,8 @@ def master_stage(base, cache, log, key, rootfs, agent_dir, agent_key):
             f"{exc}; LC_EXTRA_PACKAGES={' '.join(base.extra_packages)}: is each one a package "
             "of the base's archive?"
         ) from None
+    if agent:  # a Debian base: its finished files (initramfs, .pyc) belong to this root too
+        finish.append_to(tmp / "rootfs.tar", agent.finished(log))
     return cache.commit("master-base", stage_key, tmp), False, extra
 
 

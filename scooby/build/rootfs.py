@@ -5,11 +5,12 @@ Both are made by mmdebstrap (arm64, run under qemu-user through binfmt) as tarba
 - agent-base: minbase + templates/base/packages/agent.txt: an NFS-root agent's root, with the
   kernel, Raspberry Pi firmware and ONE initramfs. Package installs don't generate initramfs
   images (update-initramfs is diverted to a no-op while they run: under qemu-user each
-  generation took ~16 min with MODULES=most); customize90 makes one with MODULES=list.
-  The kernel's depmod runs in the background while the next packages install (essential60),
-  and the deferred byte-compilation beside the initramfs generation: two cores, two emulated
-  processes. essential20 diverts raspi-firmware's kernel hook, which would rewrite config.txt and
-  cmdline.txt on every kernel or initramfs update, and installs Scooby's (templates/base/files).
+  generation took ~16 min with MODULES=most); scooby.build.finish makes one with
+  MODULES=list, and the deferred byte-compilation beside it, after mmdebstrap and beside
+  the master base (customize90-finish-later.sh gets the root ready for that). The kernel's
+  depmod runs in the background while the next packages install (essential60). essential20
+  diverts raspi-firmware's kernel hook, which would rewrite config.txt and cmdline.txt on
+  every kernel or initramfs update, and installs Scooby's (templates/base/files).
 - master-base: the agent base unpacked and templates/base/packages/master.txt installed on
   top, so the kernel, initramfs and every shared package are installed once, not twice.
 
@@ -171,23 +172,30 @@ def agent_base(out: Path, suite: str, mirrors: list[str], debs: Path, log) -> No
         f"--essential-hook={HOOKS / 'essential50-defer-py3compile.sh'}",
         f"--essential-hook={HOOKS / 'essential60-defer-depmod.sh'}",
         f"--customize-hook={HOOKS / 'customize20-ca-certificates.sh'}",
-        # customize90 waits for the background depmod (deferred-depmod.sh), then runs the
-        # deferred byte-compilation (deferred-py3compile.sh) beside the initramfs
-        f"--customize-hook={HOOKS / 'customize90-initramfs.sh'}",
+        # customize90 waits for the background depmod (deferred-depmod.sh) and leaves the
+        # initramfs and the deferred byte-compilation to scooby.build.finish
+        f"--customize-hook={HOOKS / 'customize90-finish-later.sh'}",
         f"--customize-hook={HOOKS / 'customize95-cache-debs.sh'}",
         f"--customize-hook={HOOKS / 'customize85-archive.sh'}",
         # /etc/.updated, /var/.updated: no first boot redoes dpkg's triggers (the master's
         # base is this root plus packages, so it inherits them)
         f"--customize-hook={HOOKS / 'customize75-update-done.sh'}",
-        # the .pyc files, compiled (deferred-py3compile.sh) as checked hash-based ones,
-        # made unchecked: no import reads the .py too (over NFS, on the agents)
+        # the .pyc files compiled so far (the stdlib's) are checked hash-based ones: made
+        # unchecked, no import reads the .py too (over NFS, on the agents); finish-agent.sh
+        # does the same for the deferred compile's
         f"--customize-hook={HOOKS / 'customize76-pyc-unchecked.sh'}",
         f"--customize-hook={HOOKS / 'customize80-scrub.sh'}",
         suite,
         str(out),
         *mirrors,
     ]
-    _run(cmd, debs, log, "agent-base")
+    # SCOOBY_FINISH: where customize90 leaves what the finish needs (the py3compile calls)
+    _run(cmd, debs, log, "agent-base", SCOOBY_FINISH=str(out.parent))
+
+
+def finish_calls(stage: Path) -> Path:
+    """The recorded py3compile calls (essential50), moved out of the root by customize90."""
+    return stage / "py3compile-calls"
 
 
 def master_base(

@@ -503,7 +503,7 @@ def test_no_secrets_host_keys_or_machine_id(image: Image):
         assert image.symlink("/var/lib/dbus/machine-id") == "/etc/machine-id"
 
 
-def test_interrupted_build_leaves_nothing_behind(repo: Path, image: Image):
+def test_interrupted_build_leaves_nothing_behind(repo: Path, image: Image, tmp_path: Path):
     """Ctrl-C in the middle of assembling: no temporary image, work tree or stage, no mounts,
     and the image from the last complete build is untouched."""
     before = image.path.stat()
@@ -514,18 +514,20 @@ def test_interrupted_build_leaves_nothing_behind(repo: Path, image: Image):
     # the machine is.
     tree = repo / "build" / "work" / "root"
     assert not tree.exists()
-    proc = subprocess.Popen(
-        ["scooby", "build", "--repo", str(repo), "--k3s=none"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    said = tmp_path / "stderr"  # what the build said, for the message of a failed assert
+    with said.open("w") as stderr:
+        proc = subprocess.Popen(
+            ["scooby", "build", "--repo", str(repo), "--k3s=none"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     deadline = time.monotonic() + 600  # render and cached base stages: seconds, when idle
     while not tree.exists():
         assert proc.poll() is None, "the build ended before assembling"
         assert time.monotonic() < deadline, "no assemble within 10 min"
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130
+    assert proc.wait(timeout=120) == 130, said.read_text()[-2000:]
     assert not list(image.path.parent.glob(".*.partial"))
     assert not (repo / "build" / "work").exists()
     assert not list((repo / ".cache" / "stages").glob(".*"))

@@ -138,8 +138,9 @@ def test_initramfs_script_agrees_with_layout_and_is_in_the_base_digest():
     assert os.access(INITRAMFS, os.X_OK)
     # A change to it rebuilds the agent base, whose initramfs the master boots.
     assert "initramfs-tools/scripts/local-top/scooby-slot" in rootfs._base_digest()
-    hook = (rootfs.HOOKS / "customize90-initramfs.sh").read_text()
-    assert "initramfs-tools/scripts/." in hook and "update-initramfs" in hook
+    hook = (rootfs.HOOKS / "customize90-finish-later.sh").read_text()
+    assert "initramfs-tools/scripts/." in hook
+    assert "update-initramfs -c" in (rootfs.HOOKS / "finish-agent.sh").read_text()
 
 
 # -- scooby-slot ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Wait for the depmod runs the kernel's postinst started in the background (the stand-in of
 # essential60-defer-depmod.sh), show their output, fail if one failed, then put the real
-# depmod back. customize90-initramfs.sh runs this before it removes any other diversion or
+# depmod back. customize90-finish-later.sh runs this before it removes any other diversion or
 # starts anything in the background: the initramfs needs the module index.
 set -eu
 root="$1"

@@ -3,7 +3,7 @@
 # dpkg waits and the machine's second core idles. While packages install, a stand-in starts
 # the real depmod in the background with the same arguments and returns at once (the next
 # packages configure beside it); nothing the installs run needs the module index
-# (update-initramfs is deferred too: essential10). customize90-initramfs.sh waits for it
+# (update-initramfs is deferred too: essential10). customize90-finish-later.sh waits for it
 # (deferred-depmod.sh), fails the build if it failed, and puts depmod back before the
 # initramfs is made. The stand-in's calls take turns (flock): depmod writes fixed temporary
 # names. A kmod that installs depmod elsewhere than /usr/sbin replaces the stand-in, and

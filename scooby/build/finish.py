@@ -1,0 +1,146 @@
+"""The agent base's last steps, run beside the master base (a thread of `scooby build`).
+
+mmdebstrap makes the agent root up to its last emulated work (customize90-finish-later.sh);
+the master base starts from that tarball at once. Beside it, in the agent stage's folder:
+
+    tree/        the tarball unpacked
+    finish-agent.sh   the one initramfs and the deferred byte-compilation, at once (chroot)
+    finish.tar   every file that changed: the initrd, initramfs-tools' state, __pycache__
+    boot/, base.squashfs   the agents' boot files and root, from the finished tree
+
+The master base's tarball gets finish.tar appended (`append_to`), so its root is the same
+as when it was built from the finished agent root: master-base's packages never touched
+those files (update-initramfs is a no-op while they install; they compile only their own
+modules). Under qemu-user each of the three (initramfs, compile, the master's installs) is
+one emulated process at a time: on two cores this saves the initramfs's wall time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from scooby.build.assemble import debian_boot_files, unpack
+from scooby.build.rootfs import EPOCH, HOOKS, finish_calls
+from scooby.build.squashfs import squashfs
+
+FINISH_TAR = "finish.tar"
+LOG = "finish.log"
+# mmdebstrap's own tar options (clamped times, numeric owners, no atime/ctime): the
+# appended members look like the rest of the master's tarball.
+TAR_OPTIONS = [
+    f"--mtime=@{EPOCH}", "--clamp-mtime", "--numeric-owner", "--format=pax",
+    "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime",
+    "--xattrs", "--xattrs-include=*",
+]  # fmt: skip
+# Skipped when looking for changed files: the chroot's mount points (empty again once the
+# namespace is gone) and the compile's and initramfs's scratch space.
+SKIP = {"proc", "sys", "dev", "tmp", "var/tmp"}
+
+
+class AgentFinish:
+    """finish(stage) in a thread; `wait` returns once it is done (and raises what it raised),
+    `cancel` stops its processes (Ctrl-C or a failed master base)."""
+
+    def __init__(self, stage: Path) -> None:
+        self.stage, self.error, self.proc = stage, None, None
+        self.seconds = 0.0
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="agent-finish", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        try:
+            with open(self.stage / LOG, "w") as log:
+                finish(self.stage, log, self)
+        except BaseException as exc:  # re-raised by wait(), in the main thread
+            self.error = exc
+        self.seconds = time.monotonic() - start
+
+    def popen(self, cmd: list[str], log, **kwargs) -> int:
+        """Run one command of the finish; a cancel kills its whole process group."""
+        if self._cancelled.is_set():
+            raise RuntimeError("agent base: finish cancelled")
+        log.write(f"$ {' '.join(cmd)}\n")
+        log.flush()
+        # A session of its own: Ctrl-C reaches the build's process group, not the chroot's
+        # work; `cancel` ends it once, after the main thread decided to stop.
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs
+        )
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        log.write(f"--- CPU (user+sys) {usage.ru_utime + usage.ru_stime:.1f} s\n")
+        if self.proc.returncode != 0:
+            raise subprocess.CalledProcessError(self.proc.returncode, cmd)
+        return self.proc.returncode
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        self._thread.join()
+
+
+def finish(stage: Path, log, runner: AgentFinish) -> None:
+    tree = stage / "tree"
+    unpack(stage / "rootfs.tar", tree)
+    env = {k: v for k, v in os.environ.items() if k != "TMPDIR"}  # the chroot has no such path
+    env |= {"SOURCE_DATE_EPOCH": EPOCH, "LC_ALL": "C.UTF-8"}
+    script = HOOKS / "finish-agent.sh"
+    runner.popen(
+        ["nice", "-n", "10", "unshare", "--mount", "--propagation", "private",
+         "sh", str(script), str(tree), str(finish_calls(stage))],
+        log, env=env,
+    )  # fmt: skip
+    changed = changed_files(tree, int(EPOCH))
+    log.write(f"finish: {len(changed)} files and folders changed\n")
+    listing = "".join(f"./{name}\0" for name in changed)
+    tar = stage / FINISH_TAR
+    with subprocess.Popen(
+        ["tar", "--create", f"--file={tar}", "-C", str(tree), "--no-recursion", "--null",
+         "--files-from=-", *TAR_OPTIONS],
+        stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+    ) as proc:  # fmt: skip
+        proc.communicate(listing.encode())
+    if proc.returncode != 0:
+        raise RuntimeError(f"tar of the finished agent files failed ({proc.returncode})")
+    debian_boot_files(tree, stage / "boot")
+    squashfs(tree, stage / "base.squashfs", log)
+    subprocess.run(["rm", "-rf", "--one-file-system", str(tree)], check=True)
+
+
+def changed_files(tree: Path, epoch: int) -> list[str]:
+    """Paths (relative, sorted) of what changed after the tarball was made: mmdebstrap clamps
+    every member's time to SOURCE_DATE_EPOCH, so anything newer was written here."""
+    found = []
+    for folder, dirs, files in os.walk(tree):
+        rel = os.path.relpath(folder, tree)
+        rel = "" if rel == "." else rel + "/"
+        dirs[:] = [d for d in dirs if rel + d not in SKIP]
+        for name in dirs + files:
+            path = rel + name
+            if os.lstat(os.path.join(folder, name)).st_mtime > epoch:
+                found.append(path)
+    return sorted(found)
+
+
+def append_to(tarball: Path, finished: Path) -> None:
+    """The finished agent files after the master's own members: unpacked in order, they are
+    what the master's root holds (`tar --concatenate` keeps both archives' headers)."""
+    subprocess.run(
+        ["tar", "--concatenate", f"--file={tarball}", str(finished / FINISH_TAR)], check=True
+    )
