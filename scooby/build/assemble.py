@@ -2,7 +2,7 @@
 
     master root   = master-base (unpacked)
                   + the agent base as one squashfs (AGENT_BASE_IMAGE) and its boot files
-                    (TFTP_BOOT), linked into one TFTP folder per PXE ID (scooby.tftp)
+                    (TFTP_BOOT, the kernel gzip'd), linked into one TFTP folder per PXE ID
                   + render's master/ tree (the user's server/** already merged last)
                   + each agent's private layer (AGENT_LAYERS/NAME)
                   + K3S when embedded, and /etc/scooby/release
@@ -19,6 +19,7 @@ the build runs as root (mke2fs -d then stores uid/gid/mode exactly as they are h
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -212,6 +213,7 @@ def assemble(
     tftp_boot = at(root, layout.TFTP_BOOT)
     tftp_boot.mkdir(parents=True, exist_ok=True)
     shutil.copytree(boot_files, tftp_boot, dirs_exist_ok=True)  # overlays/ too (raspios)
+    gzip_kernel(tftp_boot / layout.KERNEL)
     for path in [tftp_boot, *tftp_boot.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)  # dnsmasq serves world-readable files
 
@@ -231,6 +233,20 @@ def assemble(
     saved_clock(root, archive)
     write_deploy_record(root, cluster, rendered)
     return Assembled(root, boot, split_data(root, work / "data"))
+
+
+def gzip_kernel(kernel: Path) -> None:
+    """The agents' kernel as a gzip archive of the image: a third of the bytes over TFTP
+    (Debian's arm64 Image is 36 MiB uncompressed, the largest file an agent fetches). The Pi
+    firmware takes either form for a 64-bit kernel and tells them apart by the first bytes
+    (raspberrypi/documentation, config_txt/boot.adoc, `arm_64bit`); so does QEMU's -kernel.
+    The master's boot partition keeps the image as Debian ships it: it is read from the SD
+    card, and its raspi-firmware hook (templates/base/files) copies kernels as they are.
+    Level 6, no name or time in the header: the same bytes for the same kernel."""
+    data = kernel.read_bytes()
+    if data[:2] == b"\x1f\x8b":  # already gzip (a Raspberry Pi OS kernel8.img may be)
+        return
+    kernel.write_bytes(gzip.compress(data, compresslevel=6, mtime=0))
 
 
 def split_data(root: Path, data: Path) -> Path:

@@ -7,6 +7,7 @@ are built once and reruns only render, assemble and pack.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -377,6 +378,10 @@ def test_tftp_folder_per_pxe_id(image: Image):
     for name in ("bootcode.bin", "start4.elf", layout.KERNEL, layout.INITRD):
         assert name in boot and boot[name] & 0o444 == 0o444, name
     assert image.symlink(f"{layout.TFTP_ROOT}/bootcode.bin") == ".boot/bootcode.bin"
+    # The agents' kernel is a gzip archive of the arm64 image (assemble.gzip_kernel): the
+    # firmware recognises it by its first bytes; the Image header's magic is at offset 56.
+    kernel = image.read(f"{layout.TFTP_BOOT}/{layout.KERNEL}")
+    assert kernel[:2] == b"\x1f\x8b" and gzip.decompress(kernel)[56:60] == b"ARM\x64"
     for _mac, _ip, pxe, _uuid in AGENTS.values():
         folder = f"{layout.TFTP_ROOT}/{pxe}"
         entries = image.ls(folder)
