@@ -23,7 +23,6 @@ import gzip
 import json
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +31,7 @@ from scooby.build.k3s import AIRGAP, K3sPlan
 from scooby.core import layout
 from scooby.core.model import Cluster
 from scooby.core.paths import TEMPLATES_DIR
-from scooby.util import templates
+from scooby.util import proc, templates
 
 FIRMWARE_DIRS = ("usr/lib/raspi-firmware",)  # Debian's raspi-firmware package
 FIRMWARE_GLOBS = ("bootcode.bin", "start*.elf", "fixup*.dat", "LICENCE.broadcom")
@@ -58,7 +57,7 @@ def unpack(tarball: Path, dest: Path) -> None:
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    subprocess.run(
+    proc.run(
         ["tar", "-C", str(dest), "--numeric-owner", "--xattrs", "--xattrs-include=*",
          "-xpf", str(tarball)],
         check=True,

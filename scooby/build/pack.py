@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scooby.core import layout
+from scooby.util import proc
 from scooby.util.files import atomic
 
 MIB = 1024 * 1024
@@ -106,7 +107,7 @@ def _epoch() -> int:
 
 
 def run(cmd: list[str], env: dict | None = None, log=None) -> None:
-    done = subprocess.run(
+    done = proc.run(
         cmd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -129,7 +130,7 @@ def partition_table(image: Path, hostname: str, parts: Parts, log=None) -> None:
     script = f"label: dos\nlabel-id: 0x{layout.disk_id(hostname)}\nunit: sectors\n" + "".join(
         f"{line}\n" for line in lines
     )
-    done = subprocess.run(
+    done = proc.run(
         ["sfdisk", "--no-reread", "--no-tell-kernel", "--wipe=never", str(image)],
         input=script,
         capture_output=True,

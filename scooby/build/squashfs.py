@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from scooby.util import proc
+
 
 def squashfs(tree: Path, out: Path, log) -> None:
     """The agent root as one compressed, read-only file (OverlayFS lower layer over NFS)."""
@@ -19,4 +21,4 @@ def squashfs(tree: Path, out: Path, log) -> None:
     ]  # fmt: skip
     log.write(f"$ {' '.join(cmd)}\n")
     log.flush()
-    subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True)
+    proc.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True)
