@@ -196,7 +196,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=ROOT / "build" / "bench" / "repo")
     parser.add_argument("--skip-second-cold", action="store_true")
-    parser.add_argument("--no-peer", action="store_true", help="skip the peer (about 50 min)")
+    parser.add_argument("--no-peer", action="store_true", help="skip the peer (about 27 min)")
     args = parser.parse_args()
     repo = args.repo.resolve()
     cache = repo / ".cache"
