@@ -104,10 +104,12 @@ class Profile:
                 self.step = step
         return f"[{now - self.start:6.1f}] {body}\n"
 
-    def finish(self) -> None:
-        """The process ended: charge the last line's time, read the tree's CPU time."""
+    def finish(self, cpu: float | None = None) -> None:
+        """The process ended: charge the last line's time, take its tree's CPU time (`cpu`,
+        from os.wait4 on it) or, without one, every child's since this profile began (which
+        includes other work of this process's threads: the agent base's finish)."""
         self._charge(self.clock())
-        self.cpu = _children_cpu() - self.cpu_start
+        self.cpu = cpu if cpu is not None else _children_cpu() - self.cpu_start
 
     def table(self, title: str, top: int = TOP_STEPS) -> str:
         wall = self.last - self.start
