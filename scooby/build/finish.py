@@ -25,9 +25,11 @@ import threading
 import time
 from pathlib import Path
 
+from scooby.build import profile
 from scooby.build.assemble import debian_boot_files, unpack
 from scooby.build.rootfs import EPOCH, HOOKS, finish_calls
 from scooby.build.squashfs import squashfs
+from scooby.util import proc
 
 FINISH_TAR = "finish.tar"
 LOG = "finish.log"
@@ -63,7 +65,7 @@ class AgentFinish:
             self.error = exc
         self.seconds = time.monotonic() - start
 
-    def popen(self, cmd: list[str], log, **kwargs) -> int:
+    def popen(self, cmd: list[str], log, **kwargs) -> None:
         """Run one command of the finish; a cancel kills its whole process group."""
         if self._cancelled.is_set():
             raise RuntimeError("agent base: finish cancelled")
@@ -74,12 +76,9 @@ class AgentFinish:
         self.proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs
         )
-        _, status, usage = os.wait4(self.proc.pid, 0)
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
-        log.write(f"--- CPU (user+sys) {usage.ru_utime + usage.ru_stime:.1f} s\n")
+        log.write(f"--- CPU (user+sys) {profile.reap(self.proc):.1f} s\n")
         if self.proc.returncode != 0:
             raise subprocess.CalledProcessError(self.proc.returncode, cmd)
-        return self.proc.returncode
 
     def wait(self) -> None:
         self._thread.join()
@@ -88,10 +87,10 @@ class AgentFinish:
 
     def cancel(self) -> None:
         self._cancelled.set()
-        proc = self.proc
-        if proc is not None and proc.returncode is None:
+        running = self.proc
+        if running is not None and running.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(running.pid, signal.SIGTERM)
         self._thread.join()
 
 
@@ -108,16 +107,7 @@ def finish(stage: Path, log, runner: AgentFinish) -> None:
     )  # fmt: skip
     changed = changed_files(tree, int(EPOCH))
     log.write(f"finish: {len(changed)} files and folders changed\n")
-    listing = "".join(f"./{name}\0" for name in changed)
-    tar = stage / FINISH_TAR
-    with subprocess.Popen(
-        ["tar", "--create", f"--file={tar}", "-C", str(tree), "--no-recursion", "--null",
-         "--files-from=-", *TAR_OPTIONS],
-        stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-    ) as proc:  # fmt: skip
-        proc.communicate(listing.encode())
-    if proc.returncode != 0:
-        raise RuntimeError(f"tar of the finished agent files failed ({proc.returncode})")
+    write_tar(tree, changed, stage / FINISH_TAR, log)
     debian_boot_files(tree, stage / "boot")
     squashfs(tree, stage / "base.squashfs", log)
     subprocess.run(["rm", "-rf", "--one-file-system", str(tree)], check=True)
@@ -136,6 +126,17 @@ def changed_files(tree: Path, epoch: int) -> list[str]:
             if os.lstat(os.path.join(folder, name)).st_mtime > epoch:
                 found.append(path)
     return sorted(found)
+
+
+def write_tar(tree: Path, names: list[str], tar: Path, log=None) -> None:
+    """`names` (relative to `tree`, in this order, folders without their contents) as a
+    tarball with mmdebstrap's own options."""
+    listing = "".join(f"./{name}\0" for name in names).encode()
+    proc.run(
+        ["tar", "--create", f"--file={tar}", "-C", str(tree), "--no-recursion", "--null",
+         "--files-from=-", *TAR_OPTIONS],
+        input=listing, stdout=log, stderr=subprocess.STDOUT, check=True,
+    )  # fmt: skip
 
 
 def append_to(tarball: Path, finished: Path) -> None:

@@ -19,8 +19,10 @@ qemu-user is mostly emulated work and, unlike wall time, hardly depends on what 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import resource
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -79,7 +81,6 @@ class Profile:
         self.phase, self.step = "start", ""
         self.phases: dict[str, float] = {}
         self.steps: dict[str, float] = {}
-        self.cpu_start = _children_cpu()
         self.cpu = 0.0
 
     def _charge(self, now: float) -> None:
@@ -104,12 +105,10 @@ class Profile:
                 self.step = step
         return f"[{now - self.start:6.1f}] {body}\n"
 
-    def finish(self, cpu: float | None = None) -> None:
-        """The process ended: charge the last line's time, take its tree's CPU time (`cpu`,
-        from os.wait4 on it) or, without one, every child's since this profile began (which
-        includes other work of this process's threads: the agent base's finish)."""
+    def finish(self, cpu: float) -> None:
+        """The process ended: charge the last line's time; `cpu` is its tree's (`reap`)."""
         self._charge(self.clock())
-        self.cpu = cpu if cpu is not None else _children_cpu() - self.cpu_start
+        self.cpu = cpu
 
     def table(self, title: str, top: int = TOP_STEPS) -> str:
         wall = self.last - self.start
@@ -120,6 +119,15 @@ class Profile:
             rows.append(f"  slowest dpkg steps ({len(self.steps)} in all):")
             rows += [f"  {seconds:7.1f} s  {name}" for name, seconds in slow]
         return "\n".join(rows) + "\n"
+
+
+def reap(proc: subprocess.Popen) -> float:
+    """Wait for `proc` (setting its returncode); the CPU time (user + sys) of its own process
+    tree, from os.wait4. Not RUSAGE_CHILDREN: that also counts what other threads of this
+    process ran meanwhile (the agent base's finish runs beside the master base)."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _children_cpu() -> float:

@@ -130,11 +130,8 @@ def _run(cmd: list[str], debs: Path, log, title: str, **env: str) -> None:
     )
     try:
         profile.stamp(proc.stdout, log, timing)
-        # os.wait4: the CPU time of mmdebstrap's own tree, not of the finish running beside
-        # the master base in another thread of this process (scooby.build.finish)
-        _, status, usage = os.wait4(proc.pid, 0)
-        returncode = proc.returncode = os.waitstatus_to_exitcode(status)
-        timing.finish(usage.ru_utime + usage.ru_stime)
+        timing.finish(profile.reap(proc))
+        returncode = proc.returncode
         log.write(timing.table(title))
         log.flush()
     except BaseException:

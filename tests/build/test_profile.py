@@ -48,7 +48,7 @@ def profiled() -> tuple[profile.Profile, list[str]]:
         clock.now = when
         out.append(timing.line(text + "\n"))
     clock.now = END
-    timing.finish()
+    timing.finish(0.0)  # no process here: no CPU time
     return timing, out
 
 
@@ -106,8 +106,8 @@ def test_stamp_copies_a_real_process_output_and_counts_its_cpu_time():
     script = "print('I: running apt-get update...')\nsum(range(9**7))\nprint('Setting up a (1)')"
     proc = subprocess.Popen(["python3", "-c", script], stdout=subprocess.PIPE)
     profile.stamp(proc.stdout, log, timing)
-    proc.wait()
-    timing.finish()
+    timing.finish(profile.reap(proc))
+    assert proc.returncode == 0
     lines = log.getvalue().splitlines()
     assert [line.split("] ", 1)[1] for line in lines] == [
         "I: running apt-get update...",
