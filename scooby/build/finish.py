@@ -4,15 +4,16 @@ mmdebstrap makes the agent root up to its last emulated work (customize90-finish
 the master base starts from that tarball at once. Beside it, in the agent stage's folder:
 
     tree/        the tarball unpacked
-    finish-agent.sh   the one initramfs and the deferred byte-compilation, at once (chroot)
-    finish.tar   every file that changed: the initrd, initramfs-tools' state, __pycache__
+    finish-agent.sh   the one initramfs (chroot)
+    finish.tar   every file that changed: the initrd, initramfs-tools' state
     boot/, base.squashfs   the agents' boot files and root, from the finished tree
 
 The master base's tarball gets finish.tar appended (`append_to`), so its root is the same
 as when it was built from the finished agent root: master-base's packages never touched
-those files (update-initramfs is a no-op while they install; they compile only their own
-modules). Under qemu-user each of the three (initramfs, compile, the master's installs) is
-one emulated process at a time: on two cores this saves the initramfs's wall time.
+those files (update-initramfs is a no-op while they install). Under qemu-user each of the
+two (initramfs, the master's installs) is one emulated process at a time: on two cores this
+saves the initramfs's wall time. (The deferred byte-compilation was here too, until the
+installs ran their tools natively: it now runs in customize90, beside the depmod wait.)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from scooby.build import profile
 from scooby.build.assemble import debian_boot_files, unpack
-from scooby.build.rootfs import EPOCH, HOOKS, finish_calls
+from scooby.build.rootfs import EPOCH, HOOKS
 from scooby.build.squashfs import squashfs
 from scooby.util import proc
 
@@ -102,7 +103,7 @@ def finish(stage: Path, log, runner: AgentFinish) -> None:
     script = HOOKS / "finish-agent.sh"
     runner.popen(
         ["nice", "-n", "10", "unshare", "--mount", "--propagation", "private",
-         "sh", str(script), str(tree), str(finish_calls(stage))],
+         "sh", str(script), str(tree)],
         log, env=env,
     )  # fmt: skip
     changed = changed_files(tree, int(EPOCH))

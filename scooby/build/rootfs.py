@@ -6,8 +6,10 @@ Both are made by mmdebstrap (arm64, run under qemu-user through binfmt) as tarba
   kernel, Raspberry Pi firmware and ONE initramfs. Package installs don't generate initramfs
   images (update-initramfs is diverted to a no-op while they run: under qemu-user each
   generation took ~16 min with MODULES=most); scooby.build.finish makes one with
-  MODULES=list, and the deferred byte-compilation beside it, after mmdebstrap and beside
-  the master base (customize90-finish-later.sh gets the root ready for that). The kernel's
+  MODULES=list after mmdebstrap, beside the master base (customize90-finish-later.sh gets
+  the root ready for that, and makes the deferred byte-compilation). While packages
+  install, the root's shells, text tools, Perl and dpkg-deb are this machine's own
+  (hooks/native-tools.sh: extract05, essential05, customize05). The kernel's
   depmod runs in the background while the next packages install (essential60). essential20
   diverts raspi-firmware's kernel hook, which would rewrite config.txt and cmdline.txt on
   every kernel or initramfs update, and installs Scooby's (templates/base/files).
@@ -86,6 +88,9 @@ def _env(debs: Path) -> dict[str, str]:
         "SCOOBY_DEB_CACHE": str(debs),
         "SOURCE_DATE_EPOCH": EPOCH,
         "LC_ALL": "C.UTF-8",
+        # mmdebstrap passes PATH on to the chroot: native-tools.sh's folder of this machine's
+        # tools comes first there while the essential packages install (absent elsewhere)
+        "PATH": f"/usr/lib/scooby-native:{os.environ.get('PATH', '/usr/sbin:/usr/bin')}",
         # mmdebstrap's chroot lives here, beside the cache: `tmp_dir` empties it before a
         # build, so even a SIGKILLed build leaves nothing behind for long.
         "TMPDIR": str(tmp_dir(debs)),
@@ -165,12 +170,17 @@ def agent_base(out: Path, suite: str, mirrors: list[str], debs: Path, log) -> No
         *_snapshot(mirrors),
         "--variant=minbase",
         f"--include={','.join(packages('agent'))}",
+        # extract05 to customize05: this machine's shells, text tools, Perl and dpkg-deb in
+        # the root (hooks/native-tools.sh): first in PATH, then over the root's own files
+        f"--extract-hook={HOOKS / 'extract05-native-tools.sh'}",
+        f"--essential-hook={HOOKS / 'essential05-native-tools.sh'}",
         f"--essential-hook={HOOKS / 'essential10-defer-initramfs.sh'}",
         f"--essential-hook={HOOKS / 'essential20-boot-files.sh'}",
         f"--essential-hook={HOOKS / 'essential30-no-host-keys.sh'}",
         f"--essential-hook={HOOKS / 'essential40-defer-ca-certificates.sh'}",
         f"--essential-hook={HOOKS / 'essential50-defer-py3compile.sh'}",
         f"--essential-hook={HOOKS / 'essential60-defer-depmod.sh'}",
+        f"--customize-hook={HOOKS / 'customize05-native-tools-off.sh'}",
         f"--customize-hook={HOOKS / 'customize20-ca-certificates.sh'}",
         # customize90 waits for the background depmod (deferred-depmod.sh) and leaves the
         # initramfs and the deferred byte-compilation to scooby.build.finish
@@ -180,22 +190,15 @@ def agent_base(out: Path, suite: str, mirrors: list[str], debs: Path, log) -> No
         # /etc/.updated, /var/.updated: no first boot redoes dpkg's triggers (the master's
         # base is this root plus packages, so it inherits them)
         f"--customize-hook={HOOKS / 'customize75-update-done.sh'}",
-        # the .pyc files compiled so far (the stdlib's) are checked hash-based ones: made
-        # unchecked, no import reads the .py too (over NFS, on the agents); finish-agent.sh
-        # does the same for the deferred compile's
+        # the .pyc files (the stdlib's and customize90's deferred compile's) are checked
+        # hash-based ones: made unchecked, no import reads the .py too (over NFS, on agents)
         f"--customize-hook={HOOKS / 'customize76-pyc-unchecked.sh'}",
         f"--customize-hook={HOOKS / 'customize80-scrub.sh'}",
         suite,
         str(out),
         *mirrors,
     ]
-    # SCOOBY_FINISH: where customize90 leaves what the finish needs (the py3compile calls)
-    _run(cmd, debs, log, "agent-base", SCOOBY_FINISH=str(out.parent))
-
-
-def finish_calls(stage: Path) -> Path:
-    """The recorded py3compile calls (essential50), moved out of the root by customize90."""
-    return stage / "py3compile-calls"
+    _run(cmd, debs, log, "agent-base")
 
 
 def master_base(
