@@ -72,7 +72,8 @@ def test_they_are_part_of_the_master_base_key_only_when_set():
     keys = {cache.key("master-base", i) for i in (plain, tree, both)}
     assert len(keys) == 3
     # The agent base's inputs know nothing of them: its key, and so its cache, stay.
-    assert "extra" not in str(rootfs.agent_inputs("trixie", ["deb http://x trixie main"]))
+    agent = rootfs.agent_inputs("trixie", ["deb http://x trixie main"])
+    assert "extra-packages" not in agent and agent["packages"] == rootfs.packages("agent")
 
 
 def test_the_master_base_installs_them_with_its_own_packages():
