@@ -17,7 +17,7 @@ rm -f "$root/usr/bin/py3compile"
 chroot "$root" dpkg-divert --local --rename --remove /usr/bin/py3compile
 # The deferred byte-compilation on the core the background depmod leaves free: with the
 # installs' shells and tools native (native-tools.sh) they end before depmod does, and this
-# hook waited for it with one core idle (41 s). It reads the calls in the root and
+# hook waited for it with one core idle (35-41 s). It reads the calls in the root and
 # writes only __pycache__ folders; customize76 makes its .pyc unchecked.
 sh "$hooks/deferred-py3compile.sh" "$root" &
 compile=$!

@@ -9,19 +9,21 @@
 # The same idea as Scratchbox2's and OBS's "qemu-accel" host tools in a foreign root.
 #
 # How: each tool in TOOLS that is a regular file both here and in the root is bind-mounted,
-# read-only, over the root's file; the host's x86-64 loader (/usr/lib64, with the /lib64
-# link to it) and libraries (/usr/lib/x86_64-linux-gnu, which no arm64 package uses) are
-# bind-mounted, read-only, at the same paths in the root. The root's own files are never written: `off` (lazily)
-# unmounts them all and removes the folders and the link made for them, so the tarball holds
-# the root's arm64 files only. A build that fails in between leaves only read-only mounts in
-# mmdebstrap's private mount namespace (rootfs.py's `unshare --mount`), gone with it.
+# read-only, over the root's file (`on`), or into a folder first in PATH (`early`); this
+# machine's loader (/usr/lib64, with the /lib64 link to it), libraries
+# (/usr/lib/x86_64-linux-gnu, which no arm64 package uses) and Perl's own modules are
+# bind-mounted, read-only, at the same paths in the root. The root's own files are never
+# written: `off` (lazily) unmounts them all and removes the folders and the link made for
+# them, so the tarball holds the root's arm64 files only. A build that fails in between
+# leaves only read-only mounts in mmdebstrap's private mount namespace (rootfs.py's
+# `unshare --mount`), gone with it: its `rm -rf` of the chroot can't reach this machine's files.
 #
 # Only tools whose result does not depend on the machine they run on: no uname or arch (they
 # would say x86_64), no dpkg or dpkg-query (they print the architecture they were built
 # for), no compressors (their bytes may differ between versions). Python stays emulated:
 # the root's python3.13 is not this machine's. The installed root is the same, file by file
-# (docs/build.md, "Native tools in the arm64 root"). On an arm64 machine, or any but an
-# x86-64 Debian or Ubuntu, nothing is emulated or nothing is mounted: this does nothing.
+# (docs/build.md, "Native tools in the arm64 root"). On any machine but an x86-64 one
+# (an arm64 one emulates nothing), or into a root with a /lib64 of its own, this does nothing.
 set -eu
 action="$1"
 root="$2"
