@@ -124,3 +124,18 @@ def test_a_root_with_its_own_lib64_is_left_alone(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout == "arm64 grep\n"
     assert listing(root) == before
+
+
+def test_a_root_reached_through_a_link_is_unmounted_too(tmp_path):
+    """mountinfo names the real path; a build's .cache may be a link (the test repos' is)."""
+    root = foreign_root(tmp_path)
+    (tmp_path / "link").symlink_to(tmp_path)
+    before = listing(root)
+    via = tmp_path / "link" / "root"
+    done = in_namespace(
+        f"sh {HOOK} early {via}; sh {HOOK} on {via}; cat {root}/usr/bin/uname; "
+        f"sh {HOOK} off {via}; cat {root}/usr/bin/grep"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "arm64 uname\narm64 grep\n"
+    assert listing(root) == before

@@ -26,7 +26,9 @@
 # (an arm64 one emulates nothing), or into a root with a /lib64 of its own, this does nothing.
 set -eu
 action="$1"
-root="$2"
+# the root's real path: /proc/self/mountinfo names mount points by it, and a build's .cache
+# may be a link (the test repositories' is the checkout's)
+root=$(readlink -f "$2")
 lib=/usr/lib/x86_64-linux-gnu
 bin=/usr/lib/scooby-native # first in the build's PATH (rootfs.py); absent from every root
 # Perl's own modules (PerlIO.pm, adduser needs it) are in its privlib, /usr/share/perl/5.NN,
@@ -106,6 +108,10 @@ off() {
 			;;
 		esac
 	done
+	if mounted | grep -q -e "^$root$lib" -e "^$root/usr/lib64" -e "^$root$bin"; then
+		echo "native-tools.sh: this machine's files still mounted in $root" >&2
+		exit 1
+	fi
 	[ ! -d "$root$bin" ] || rmdir "$root$bin"
 	rmdir "$root$lib" "$root/usr/lib64" "$root$privlib"
 	rm "$root/lib64"
