@@ -182,8 +182,8 @@ def agent_base(out: Path, suite: str, mirrors: list[str], debs: Path, log) -> No
         f"--essential-hook={HOOKS / 'essential60-defer-depmod.sh'}",
         f"--customize-hook={HOOKS / 'customize05-native-tools-off.sh'}",
         f"--customize-hook={HOOKS / 'customize20-ca-certificates.sh'}",
-        # customize90 waits for the background depmod (deferred-depmod.sh) and leaves the
-        # initramfs and the deferred byte-compilation to scooby.build.finish
+        # customize90 makes the deferred byte-compilation while it waits for the background
+        # depmod (deferred-depmod.sh), and leaves the initramfs to scooby.build.finish
         f"--customize-hook={HOOKS / 'customize90-finish-later.sh'}",
         f"--customize-hook={HOOKS / 'customize95-cache-debs.sh'}",
         f"--customize-hook={HOOKS / 'customize85-archive.sh'}",

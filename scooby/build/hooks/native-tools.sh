@@ -52,12 +52,18 @@ mounted() { # mount points under the root, deepest first
 
 on() {
 	libs_mounted || { usable && mount_libs; } || return 0
-	for tool in $TOOLS; do
-		host=$(readlink -f "/usr/bin/$tool" 2>/dev/null) || continue
+	host_tools | while read -r tool host; do
 		# the root's file itself, not a link's target: links (sh -> dash) follow by name
-		if [ -f "$host" ] && [ -f "$root/usr/bin/$tool" ] && [ ! -L "$root/usr/bin/$tool" ]; then
+		if [ -f "$root/usr/bin/$tool" ] && [ ! -L "$root/usr/bin/$tool" ]; then
 			bind_ro "$host" "$root/usr/bin/$tool"
 		fi
+	done
+}
+
+host_tools() { # "TOOL HOST-FILE" for each tool in TOOLS this machine has
+	for tool in $TOOLS; do
+		host=$(readlink -f "/usr/bin/$tool" 2>/dev/null) || continue
+		[ ! -f "$host" ] || echo "$tool $host"
 	done
 }
 
@@ -70,12 +76,9 @@ early() {
 	mount_libs
 	mkdir "$root$bin"
 	mount -t tmpfs -o mode=0755 scooby-native "$root$bin"
-	for tool in $TOOLS; do
-		host=$(readlink -f "/usr/bin/$tool" 2>/dev/null) || continue
-		if [ -f "$host" ]; then
-			: >"$root$bin/$tool"
-			bind_ro "$host" "$root$bin/$tool"
-		fi
+	host_tools | while read -r tool host; do
+		: >"$root$bin/$tool"
+		bind_ro "$host" "$root$bin/$tool"
 	done
 }
 
