@@ -10,10 +10,11 @@ the master base starts from that tarball at once. Beside it, in the agent stage'
 
 The master base's tarball gets finish.tar appended (`append_to`), so its root is the same
 as when it was built from the finished agent root: master-base's packages never touched
-those files (update-initramfs is a no-op while they install). Under qemu-user each of the
-two (initramfs, the master's installs) is one emulated process at a time: on two cores this
-saves the initramfs's wall time. (The deferred byte-compilation was here too, until the
-installs ran their tools natively: it now runs in customize90, beside the depmod wait.)
+those files (update-initramfs is a no-op while they install). Each of the two (initramfs,
+the master's installs) is mostly one process at a time: on two cores this saves the
+initramfs's wall time. (The deferred byte-compilation was here too, until the installs ran
+their tools natively: it now runs in customize90, beside the depmod wait.) The initramfs's
+shells and text tools are this machine's too (finish-agent.sh, native-tools.sh `private`).
 """
 
 from __future__ import annotations

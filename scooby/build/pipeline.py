@@ -247,7 +247,7 @@ def agent_stage(base, cache, log, key, rootfs):
     A cached root is also checked against the archive's current state (its archive.json):
     when a pocket changed (a security fix) it is rebuilt; offline, it is used as it is.
     """
-    from scooby.build import archive
+    from scooby.build import archive, nativepy
     from scooby.build.finish import AgentFinish
 
     lines = archive.sources(base.suite, base.mirror, base.updates_mirror, base.security_mirror)
@@ -261,9 +261,12 @@ def agent_stage(base, cache, log, key, rootfs):
         if archive.built_from(hit) == current:
             return AgentBase(hit, stage_key), True, "archive unchanged"
     tmp = cache.staging("agent-base", stage_key)
-    rootfs.agent_base(tmp / "rootfs.tar", base.suite, lines, cache.debs, log)
+    native, said = nativepy.prepare(lines, cache.downloads)
+    log.write(f"agent-base: {said}\n")
+    rootfs.agent_base(tmp / "rootfs.tar", base.suite, lines, cache.debs, log, native)
     archive.record(tmp, current)
     note = ("archive changed: rebuilt; " if hit else "") + "initramfs beside master-base"
+    note += "; native Python for the stdlib's compile" if native else ""
     return AgentBase(tmp, stage_key, AgentFinish(tmp), cache), False, note
 
 

@@ -163,8 +163,11 @@ def _snapshot(mirrors: list[str]) -> list[str]:
     return []
 
 
-def agent_base(out: Path, suite: str, mirrors: list[str], debs: Path, log) -> None:
-    """mmdebstrap the agent base root into the tarball `out`."""
+def agent_base(
+    out: Path, suite: str, mirrors: list[str], debs: Path, log, native_python: Path | None = None
+) -> None:
+    """mmdebstrap the agent base root into the tarball `out`. `native_python`: the folder
+    scooby.build.nativepy prepared (the standard library's compile runs with it), or None."""
     cmd = [
         *_common(debs),
         *_snapshot(mirrors),
@@ -198,7 +201,9 @@ def agent_base(out: Path, suite: str, mirrors: list[str], debs: Path, log) -> No
         str(out),
         *mirrors,
     ]
-    _run(cmd, debs, log, "agent-base")
+    # SCOOBY_NATIVE_PYTHON: read by native-tools.sh (extract05, essential05)
+    native = {"SCOOBY_NATIVE_PYTHON": str(native_python)} if native_python else {}
+    _run(cmd, debs, log, "agent-base", **native)
 
 
 def master_base(

@@ -139,3 +139,27 @@ def test_a_root_reached_through_a_link_is_unmounted_too(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout == "arm64 uname\narm64 grep\n"
     assert listing(root) == before
+
+
+def test_private_tools_bring_their_own_libraries_and_vanish_with_the_namespace(tmp_path):
+    """The finish's initramfs: initramfs-tools' hooks copy what is under /usr/lib/*-linux-gnu
+    and mirror every /lib*, so the tools must run with nothing of this machine's there."""
+    root = foreign_root(tmp_path)
+    (root / "mnt").mkdir()
+    before = listing(root)
+    done = in_namespace(
+        f"""
+        sh {HOOK} private {root}
+        chroot {root} /usr/bin/grep -c a /etc/words
+        chroot {root} /bin/sh -c 'echo "$0" | /usr/bin/sed s/sh/SH/'
+        ls -d {root}/lib64 {root}/usr/lib64 {root}/usr/lib/x86_64-linux-gnu 2>&1 || true
+        cat {root}/usr/bin/perl {root}/usr/bin/uname
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ["2", "/bin/SH"]  # natively, with the loader and libraries in /mnt
+    assert all("No such file" in line for line in lines[2:5]), lines[2:5]
+    # Perl (it finds its modules by fixed paths) and uname stay the root's own
+    assert lines[5:] == ["arm64 perl", "arm64 uname"]
+    assert listing(root) == before  # the namespace took the tmpfs and the mounts with it

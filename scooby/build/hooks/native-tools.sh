@@ -1,5 +1,5 @@
 #!/bin/sh
-# native-tools.sh early|on|off ROOT: while packages install, the arm64 root's shells, text tools,
+# native-tools.sh early|on|off|private ROOT: while packages install, the arm64 root's shells, text tools,
 # Perl and dpkg-deb are this machine's own, run natively instead of under qemu-user.
 #
 # Why: under qemu-user every program start costs ~40 ms of CPU before it does anything, and
@@ -20,8 +20,11 @@
 #
 # Only tools whose result does not depend on the machine they run on: no uname or arch (they
 # would say x86_64), no dpkg or dpkg-query (they print the architecture they were built
-# for), no compressors (their bytes may differ between versions). Python stays emulated:
-# the root's python3.13 is not this machine's. The installed root is the same, file by file
+# for), no compressors (their bytes may differ between versions). Python stays emulated
+# (the root's python3.13 is not this machine's), but for the standard library's compile:
+# given SCOOBY_NATIVE_PYTHON (scooby/build/nativepy.py, the same Debian version built for
+# amd64), native-python.sh stands in front of the root's python3.X and runs that one call
+# with it, the same .pyc bytes. The installed root is the same, file by file
 # (docs/build.md, "Native tools in the arm64 root"). On any machine but an x86-64 one
 # (an arm64 one emulates nothing), or into a root with a /lib64 of its own, this does nothing.
 set -eu
@@ -31,6 +34,8 @@ action="$1"
 root=$(readlink -f "$2")
 lib=/usr/lib/x86_64-linux-gnu
 bin=/usr/lib/scooby-native # first in the build's PATH (rootfs.py); absent from every root
+python=$bin/.python         # SCOOBY_NATIVE_PYTHON, mounted (native-python.sh runs it from there)
+hooks=$(dirname "$0")
 # Perl's own modules (PerlIO.pm, adduser needs it) are in its privlib, /usr/share/perl/5.NN,
 # not in the library folder: an arm64 root with only perl-base has no /usr/share/perl.
 privlib=$(perl -MConfig -e 'print $Config{privlib}' 2>/dev/null || true)
@@ -58,6 +63,26 @@ on() {
 			bind_ro "$host" "$root/usr/bin/$tool"
 		fi
 	done
+	[ ! -f "$root$python/name" ] || python_on
+}
+
+# native-python.sh in front of the root's python3.X, which is not installed yet: diverted, as
+# the essential hooks' stand-ins are, so that dpkg unpacks the interpreter beside it
+python_on() {
+	name=$(cat "$root$python/name")
+	chroot "$root" dpkg-divert --local --rename --add "/usr/bin/$name"
+	sed "s/@PYTHON@/$name/g" "$hooks/native-python.sh" >"$root/usr/bin/$name"
+	chmod 0755 "$root/usr/bin/$name"
+}
+
+# Its diversion goes before the essential hooks' (customize90-finish-later.sh): the last
+# change dpkg-divert makes is still the one /var/lib/dpkg/diversions-old keeps.
+python_off() {
+	for wrapper in "$root"/usr/bin/python3.*; do
+		grep -q '^# scooby-native-python' "$wrapper" 2>/dev/null || continue
+		rm "$wrapper"
+		chroot "$root" dpkg-divert --local --rename --remove "${wrapper#"$root"}"
+	done
 }
 
 host_tools() { # "TOOL HOST-FILE" for each tool in TOOLS this machine has
@@ -80,6 +105,11 @@ early() {
 		: >"$root$bin/$tool"
 		bind_ro "$host" "$root$bin/$tool"
 	done
+	# a folder no command is named after, in the same tmpfs: `on` checks for it
+	if [ -f "${SCOOBY_NATIVE_PYTHON-}/version" ]; then
+		mkdir "$root$python"
+		bind_ro "$SCOOBY_NATIVE_PYTHON" "$root$python"
+	fi
 }
 
 libs_mounted() { mounted | grep -qx "$root/usr/lib64"; }
@@ -94,6 +124,35 @@ mount_libs() {
 	bind_ro "$privlib" "$root$privlib"
 }
 
+# For the finish's initramfs (finish-agent.sh, in a mount namespace of its own that takes
+# every mount with it): initramfs-tools' hooks copy what they find under /usr/lib/*-linux-gnu
+# and mirror each /lib* of the root, so nothing may appear there. Copies of the tools are
+# patched (patchelf) to a loader and libraries of their own in a tmpfs over the root's /mnt,
+# which every Debian root has, empty; then mounted over the root's files as in `on`. No
+# Perl: it finds its modules by fixed paths, and mkinitramfs needs none.
+private() {
+	{ [ "$(uname -m)" = x86_64 ] && command -v patchelf >/dev/null && [ -d "$root/mnt" ] &&
+		[ -z "$(ls -A "$root/mnt")" ]; } || return 0
+	own=/mnt
+	mount -t tmpfs -o mode=0755 scooby-native "$root$own"
+	mkdir "$root$own/bin" "$root$own/lib"
+	cp -L /usr/lib64/ld-linux-x86-64.so.2 "$root$own/lib/"
+	host_tools | while read -r tool host; do
+		[ "$tool" != perl ] && [ -f "$root/usr/bin/$tool" ] && [ ! -L "$root/usr/bin/$tool" ] ||
+			continue
+		cp "$host" "$root$own/bin/$tool"
+		# a script (egrep) stays as it is: its #! line names a tool mounted here
+		patchelf --set-interpreter "$own/lib/ld-linux-x86-64.so.2" --force-rpath --set-rpath "$own/lib" \
+			"$root$own/bin/$tool" 2>/dev/null || continue
+		ldd "$host" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' | while read -r lib; do
+			[ -e "$root$own/lib/${lib##*/}" ] || cp -L "$lib" "$root$own/lib/"
+		done
+	done
+	for tool in "$root$own"/bin/*; do
+		bind_ro "$tool" "$root/usr/bin/${tool##*/}"
+	done
+}
+
 bind_ro() {
 	mount --bind "$1" "$2"
 	mount -o remount,bind,ro "$2"
@@ -102,6 +161,7 @@ bind_ro() {
 off() {
 	# `on` mounted nothing (or the root has a /lib64 of its own): nothing to undo
 	libs_mounted || return 0
+	python_off
 	# -l: a program still running from a mounted file (a background depmod's shell) keeps
 	# it; the root's path shows the root's own file at once
 	mounted | while read -r point; do
