@@ -38,9 +38,9 @@ def in_release_url(line: str) -> str:
     return f"{uri.rstrip('/')}/dists/{dist}/InRelease"
 
 
-def packages_digests(in_release: str) -> dict[str, str]:
+def packages_digests(in_release: str, arch: str = ARCH) -> dict[str, str]:
     """`COMPONENT/binary-ARCH/Packages.xz` -> sha256, from an InRelease's SHA256 section."""
-    wanted = {f"{comp}/binary-{ARCH}/Packages.xz" for comp in COMPONENTS}
+    wanted = {f"{comp}/binary-{arch}/Packages.xz" for comp in COMPONENTS}
     found: dict[str, str] = {}
     in_sha256 = False
     for line in in_release.splitlines():

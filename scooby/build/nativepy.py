@@ -9,8 +9,8 @@ the .pyc files are the same bytes (bytecode does not depend on the machine: chec
 from the same archive and pockets as the root's packages, the way apt would (InRelease
 checked with gpgv against Debian's archive keyring; Packages.xz and every .deb checked
 against the sha256 the signed index names), and keeps it under
-`.cache/downloads/native-python/`: the interpreter, the loader and the four libraries it
-needs (libc6, zlib1g, libexpat1; it uses the root's own standard library).
+`.cache/downloads/native-python/`: the interpreter, the loader and the libraries it links
+(from libc6, zlib1g and libexpat1; it uses the root's own standard library).
 
 hooks/native-tools.sh mounts it into the root and puts hooks/native-python.sh in front of the
 root's python3.X: that one call runs natively when the root's python3.X-minimal is the very
@@ -31,6 +31,8 @@ import subprocess
 import tempfile
 import urllib.request
 from pathlib import Path
+
+from scooby.build import archive
 
 ARCH = "amd64"  # the only machine this is for: an arm64 one emulates nothing
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
@@ -56,7 +58,7 @@ def prepare(lines: list[str], downloads: Path) -> tuple[Path | None, str]:
         python = interpreter(stanzas)
         folder = cache / f"{python}_{stanzas[python + '-minimal']['Version']}"
         if not (folder / "version").is_file():
-            build(folder, [stanzas[name] for name in (python + "-minimal", *LIBS)], lines)
+            build(folder, [stanzas[name] for name in (python + "-minimal", *LIBS)])
         return folder, f"native {folder.name} for the standard library's compile"
     except (Unavailable, OSError, ValueError, lzma.LZMAError, subprocess.CalledProcessError) as exc:
         found = sorted(cache.glob("*/version"), key=lambda p: p.stat().st_mtime)
@@ -72,10 +74,9 @@ def fetch(url: str) -> bytes:
 
 def signed(line: str) -> tuple[str, str]:
     """A pocket's base URL and its InRelease text, as gpgv verified it."""
-    _, uri, dist, *_ = line.split()
-    base = uri.rstrip("/")
+    base = line.split()[1].rstrip("/")
     with tempfile.NamedTemporaryFile() as raw:
-        raw.write(fetch(f"{base}/dists/{dist}/InRelease"))
+        raw.write(fetch(archive.in_release_url(line)))
         raw.flush()
         text = subprocess.run(
             ["gpgv", "--keyring", str(KEYRING), "--output", "-", raw.name],
@@ -86,15 +87,12 @@ def signed(line: str) -> tuple[str, str]:
 
 
 def sha256_of(in_release: str, name: str) -> str:
-    """The sha256 an InRelease gives for one of its files (`main/binary-amd64/Packages.xz`)."""
-    section = in_release.split("\nSHA256:\n", 1)[-1]
-    for line in section.splitlines():
-        fields = line.split()
-        if not line.startswith(" "):
-            break
-        if len(fields) == 3 and fields[2] == name:
-            return fields[0]
-    raise Unavailable(f"no {name} in the InRelease")
+    """The sha256 an InRelease gives for one of its amd64 Packages indices
+    (`main/binary-amd64/Packages.xz`), read as archive.py reads the arm64 ones."""
+    found = archive.packages_digests(in_release, ARCH).get(name)
+    if not found:
+        raise Unavailable(f"no {name} in the InRelease")
+    return found
 
 
 def verified(url: str, sha256: str) -> bytes:
@@ -152,7 +150,7 @@ def interpreter(stanzas: dict[str, dict[str, str]]) -> str:
     return found[1]
 
 
-def build(folder: Path, wanted: list[dict[str, str]], lines: list[str]) -> None:
+def build(folder: Path, wanted: list[dict[str, str]]) -> None:
     """Download and check each .deb, unpack it, and keep only what runs the interpreter."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
