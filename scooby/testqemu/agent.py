@@ -91,15 +91,23 @@ def agent_root(s, deadline: float) -> str:
     want = f"{master_ip}:{layout.AGENT_MOUNTS}/{s.agent.name}"
     # Three independent readings at once, each a channel of the one SSH connection.
     with ThreadPoolExecutor(3) as pool:
-        root = pool.submit(check, s.agent_cmd, "findmnt -n -o FSTYPE,SOURCE /", deadline)
+        root = pool.submit(check, s.agent_cmd, "findmnt -n -o FSTYPE,SOURCE,OPTIONS /", deadline)
         network = pool.submit(network_left_alone, s, deadline)
         disk = pool.submit(rancher_disk, s, deadline, "PARTUUID")
         root = root.result().split()
         if root[:1] != ["nfs"] or root[1:2] != [want]:
-            raise Failed(f"/ is {' '.join(root)}, not nfs {want}")
+            raise Failed(f"/ is {' '.join(root[:2])}, not nfs {want}")
+        # cmdline.txt's cache options reached the kernel and the boot's remount kept them.
+        options = set(root[2].split(",")) if len(root) > 2 else set()
+        missing = [o for o in layout.AGENT_ROOT_NFS_CACHE.split(",") if o not in options]
+        if missing:
+            raise Failed(f"/ is mounted without {','.join(missing)}: {' '.join(root[2:])}")
         network.result()
         rancher = disk.result()
-    return f"/ = nfs {want}; /var/lib/rancher = {rancher}; cloud-init left eth0 to the kernel"
+    return (
+        f"/ = nfs {want}, {layout.AGENT_ROOT_NFS_CACHE}; "
+        f"/var/lib/rancher = {rancher}; cloud-init left eth0 to the kernel"
+    )
 
 
 # cloud-init's own networkd files, and whether networkd runs: the kernel's ip=dhcp configured

@@ -324,7 +324,8 @@ def test_agent_cmdline(out, agent):
     cluster_ip = "192.168.64.1"
     words = _cmdline(out, f"master/srv/tftp/{AGENTS[agent]}/cmdline.txt")
     assert "root=/dev/nfs" in words
-    assert f"nfsroot={cluster_ip}:{layout.AGENT_MOUNTS}/{agent},tcp,vers=3" in words
+    nfsroot = f"nfsroot={cluster_ip}:{layout.AGENT_MOUNTS}/{agent},tcp,vers=3,"
+    assert nfsroot + layout.AGENT_ROOT_NFS_CACHE in words
     for flag in ("rw", "ip=dhcp", "rootwait", "cgroup_enable=memory", "net.ifnames=0"):
         assert flag in words
     # cloud-init ranks ip= above its config files: only this keeps it off the NFS root's eth0.
@@ -384,6 +385,8 @@ def test_agent_fstab_gpt_form(out):
     assert entries[0] == ["proc", "/proc", "proc", "defaults", "0", "0"]
     assert entries[1][:3] == ["192.168.64.1:/mnt/scooby/agents/willow", "/", "nfs"]
     assert "vers=3" in entries[1][3].split(",")
+    # The same cache options as nfsroot= on the command line: the boot's remount changes nothing.
+    assert set(layout.AGENT_ROOT_NFS_CACHE.split(",")) <= set(entries[1][3].split(","))
     rancher = entries[2]
     assert rancher[:3] == [layout.RANCHER_DEVICE, "/var/lib/rancher", "ext4"]
     options = rancher[3].split(",")

@@ -41,7 +41,8 @@ MASTER_CMDLINE = (
 )
 AGENT_CMDLINE = (
     "console=serial0,115200 console=tty1 root=/dev/nfs "
-    "nfsroot=192.168.64.1:/mnt/scooby/agents/willow,tcp,vers=3 rw ip=dhcp rootwait "
+    "nfsroot=192.168.64.1:/mnt/scooby/agents/willow,tcp,vers=3,nocto,acregmin=600 "
+    "rw ip=dhcp rootwait "
     "net.ifnames=0 cgroup_enable=memory ds=nocloud-net;s=http://192.168.64.1:58087/willow/"
 )
 
