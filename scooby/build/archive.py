@@ -40,7 +40,7 @@ def in_release_url(line: str) -> str:
 
 def packages_digests(in_release: str, arch: str = ARCH) -> dict[str, str]:
     """`COMPONENT/binary-ARCH/Packages.xz` -> sha256, from an InRelease's SHA256 section."""
-    wanted = {f"{comp}/binary-{arch}/Packages.xz" for comp in COMPONENTS}
+    wanted = {packages_path(comp, arch) for comp in COMPONENTS}
     found: dict[str, str] = {}
     in_sha256 = False
     for line in in_release.splitlines():
@@ -67,27 +67,41 @@ def state(lines: list[str]) -> dict[str, dict[str, str]] | None:
     return out
 
 
+def packages_path(component: str = "main", arch: str = ARCH) -> str:
+    """A Packages index's path under dists/DIST/, as its InRelease names it."""
+    return f"{component}/binary-{arch}/Packages.xz"
+
+
+def packages_url(line: str, component: str = "main", arch: str = ARCH) -> str:
+    _, uri, dist, *_ = line.split()
+    return f"{uri.rstrip('/')}/dists/{dist}/{packages_path(component, arch)}"
+
+
 def packages_index(line: str, component: str = "main") -> str:
     """The text of one pocket's arm64 Packages index (from its Packages.xz)."""
     import lzma
 
-    _, uri, dist, *_ = line.split()
-    url = f"{uri.rstrip('/')}/dists/{dist}/{component}/binary-{ARCH}/Packages.xz"
+    url = packages_url(line, component)
     with urllib.request.urlopen(url, timeout=TIMEOUT * 3) as response:  # noqa: S310
         return lzma.decompress(response.read()).decode("utf-8", "replace")
+
+
+def fields(stanza: str) -> dict[str, str]:
+    """A Packages (or dpkg status) stanza's fields, each on its first line only."""
+    return dict(
+        line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " "
+    )
 
 
 def versions(index: str, names: set[str]) -> dict[str, list[str]]:
     """Every version of each wanted package in a Packages (or dpkg status) text."""
     out: dict[str, list[str]] = {}
     for stanza in index.split("\n\n"):
-        fields = dict(
-            line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " "
-        )
-        if fields.get("Package") in names and "Version" in fields:
-            if "Status" in fields and not fields["Status"].endswith(" installed"):
+        got = fields(stanza)
+        if got.get("Package") in names and "Version" in got:
+            if "Status" in got and not got["Status"].endswith(" installed"):
                 continue
-            out.setdefault(fields["Package"], []).append(fields["Version"])
+            out.setdefault(got["Package"], []).append(got["Version"])
     return out
 
 

@@ -111,14 +111,12 @@ def packages(lines: list[str]) -> list[dict[str, str]]:
     out = []
     for line in lines:
         base, in_release = signed(line)
-        dist = line.split()[2]
-        name = f"main/binary-{ARCH}/Packages.xz"
-        xz = verified(f"{base}/dists/{dist}/{name}", sha256_of(in_release, name))
+        name = archive.packages_path(arch=ARCH)
+        xz = verified(archive.packages_url(line, arch=ARCH), sha256_of(in_release, name))
         index = lzma.decompress(xz)
         for stanza in index.decode("utf-8", "replace").split("\n\n"):
             if WANTED.match(stanza):
-                fields = (f.split(": ", 1) for f in stanza.splitlines() if f[:1] != " ")
-                out.append(dict(f for f in fields if len(f) == 2) | {"Base": base})
+                out.append(archive.fields(stanza) | {"Base": base})
     return out
 
 
