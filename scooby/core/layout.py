@@ -18,6 +18,11 @@ AGENT_MOUNTS = "/mnt/scooby/agents"  # merged OverlayFS root of each agent, NFS-
 # Measured on test-qemu's network boot: ~5,600 GETATTR calls before the banner became ~50, and
 # the banner came ~6 s (9%) sooner (docs/nodes.md).
 AGENT_ROOT_NFS_CACHE = "nocto,acregmin=600,acregmax=600,acdirmin=600,acdirmax=600"
+# Every node's system locale: in the cloud-init seeds (`locale:`) and in /etc/default/locale
+# alike, so cloud-init finds it set and runs neither locale-gen nor update-locale (a Perl
+# script: 4.0 s of an agent's first boot under QEMU, 2.4 s of the master's). C.UTF-8 is
+# built into glibc: nothing to generate.
+LOCALE = "C.UTF-8"
 AGENT_UPPERS = "/var/lib/scooby/agents"  # each agent's writable upper dir
 AGENT_WORKDIRS = "/var/lib/scooby/overlay"  # each agent's OverlayFS work dir
 

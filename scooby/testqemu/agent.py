@@ -89,11 +89,12 @@ def agent_root(s, deadline: float) -> str:
     wait_ssh(s.agent_link(), deadline)
     master_ip = s.cluster.master.internal.ip
     want = f"{master_ip}:{layout.AGENT_MOUNTS}/{s.agent.name}"
-    # Three independent readings at once, each a channel of the one SSH connection.
-    with ThreadPoolExecutor(3) as pool:
+    # Four independent readings at once, each a channel of the one SSH connection.
+    with ThreadPoolExecutor(4) as pool:
         root = pool.submit(check, s.agent_cmd, "findmnt -n -o FSTYPE,SOURCE,OPTIONS /", deadline)
         network = pool.submit(network_left_alone, s, deadline)
         disk = pool.submit(rancher_disk, s, deadline, "PARTUUID")
+        sshd = pool.submit(keys_only, s, deadline)
         root = root.result().split()
         if root[:1] != ["nfs"] or root[1:2] != [want]:
             raise Failed(f"/ is {' '.join(root[:2])}, not nfs {want}")
@@ -104,10 +105,29 @@ def agent_root(s, deadline: float) -> str:
             raise Failed(f"/ is mounted without {','.join(missing)}: {' '.join(root[2:])}")
         network.result()
         rancher = disk.result()
+        sshd.result()
     return (
         f"/ = nfs {want}, {layout.AGENT_ROOT_NFS_CACHE}; "
-        f"/var/lib/rancher = {rancher}; cloud-init left eth0 to the kernel"
+        f"/var/lib/rancher = {rancher}; cloud-init left eth0 to the kernel; sshd keys only"
     )
+
+
+# What the running sshd applies (`sshd -T`, drop-ins and cloud-init's edits included), not
+# what a file says: the agent's seed leaves the policy to sshd_config.d/scooby.conf.
+_KEYS_ONLY = {
+    "passwordauthentication": "no",
+    "kbdinteractiveauthentication": "no",
+    "permitrootlogin": "no",
+    "authenticationmethods": "publickey",
+}
+
+
+def keys_only(s, deadline: float) -> None:
+    lines = check(s.agent_cmd, "sudo sshd -T", deadline).splitlines()
+    applied = dict(ln.split(None, 1) for ln in lines if " " in ln)
+    wrong = {k: applied.get(k, "-") for k, v in _KEYS_ONLY.items() if applied.get(k) != v}
+    if wrong:
+        raise Failed(f"the agent's sshd allows more than keys: {wrong}")
 
 
 # cloud-init's own networkd files, and whether networkd runs: the kernel's ip=dhcp configured

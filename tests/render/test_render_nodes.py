@@ -190,7 +190,11 @@ def test_key_only_ssh_with_a_key(out):
             assert line in sshd
     seed = yaml.safe_load(_read(out, f"master{layout.HTTP_ROOT}/willow/user-data"))
     assert seed["users"][0]["ssh_authorized_keys"] == [KEY]
-    assert seed["ssh_pwauth"] is False
+    # Left to scooby.conf above: cloud-init must neither enable passwords nor restart sshd.
+    assert "ssh_pwauth" not in seed
+    assert seed["locale"] == layout.LOCALE
+    for tree in ["master", *(f"agents/{a}" for a in AGENTS)]:
+        assert f"LANG={layout.LOCALE}" in _read(out, f"{tree}/etc/default/locale").splitlines()
 
 
 def test_no_ssh_at_all_without_a_key(bare):
