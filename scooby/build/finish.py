@@ -4,7 +4,7 @@ mmdebstrap makes the agent root up to its last emulated work (customize90-finish
 the master base starts from that tarball at once. Beside it, in the agent stage's folder:
 
     tree/        the tarball unpacked
-    finish-agent.sh   the one initramfs (chroot)
+    finish-agent.sh   the one initramfs, and the list of what cloud-init reads (chroot)
     finish.tar   every file that changed: the initrd, initramfs-tools' state
     boot/, base.squashfs   the agents' boot files and root, from the finished tree
 
@@ -31,6 +31,7 @@ from scooby.build import profile
 from scooby.build.assemble import debian_boot_files, unpack
 from scooby.build.rootfs import EPOCH, HOOKS
 from scooby.build.squashfs import squashfs
+from scooby.core import layout
 from scooby.util import proc
 
 FINISH_TAR = "finish.tar"
@@ -100,7 +101,7 @@ def finish(stage: Path, log, runner: AgentFinish) -> None:
     tree = stage / "tree"
     unpack(stage / "rootfs.tar", tree)
     env = {k: v for k, v in os.environ.items() if k != "TMPDIR"}  # the chroot has no such path
-    env |= {"SOURCE_DATE_EPOCH": EPOCH, "LC_ALL": "C.UTF-8"}
+    env |= {"SOURCE_DATE_EPOCH": EPOCH, "LC_ALL": "C.UTF-8", "READAHEAD": layout.AGENT_READAHEAD}
     script = HOOKS / "finish-agent.sh"
     runner.popen(
         ["nice", "-n", "10", "unshare", "--mount", "--propagation", "private",

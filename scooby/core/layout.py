@@ -41,6 +41,12 @@ AGENT_LAYERS = (
 AGENT_SHARED = "/usr/lib/scooby/agent-shared"  # what every agent gets over the base (k3s, images)
 AGENT_BASE_IMAGE = "/usr/lib/scooby/agent-base.squashfs"  # the agents' root: squashfs, read-only
 AGENT_BASE = "/usr/lib/scooby/agent-base"  # where that image is mounted: the lowest overlay layer
+# In the agent base: the files cloud-init's first process reads as it starts (its modules'
+# .pyc and extension modules, in import order), listed at the build by that very import
+# (finish-agent.sh). scooby-readahead.service reads them on an agent, many at once, while
+# that process is still starting: each of its reads is then a page already in memory, not
+# one more round trip to the master's NFS server.
+AGENT_READAHEAD = "/usr/lib/scooby/cloud-init-readahead.list"
 TFTP_ROOT = "/srv/tftp"  # bootcode.bin at the top, one folder per PXE ID
 TFTP_BOOT = "/srv/tftp/.boot"  # the agent base's boot files, which the PXE folders link to
 RANCHER_DEVICE = "/dev/disk/scooby-rancher"  # agents: udev's link to the /var/lib/rancher disk

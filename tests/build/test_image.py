@@ -422,6 +422,14 @@ def test_agent_layers_and_base(image: Image, repo: Path, tmp_path: Path):
                             capture_output=True, check=True).stdout[:8]  # fmt: skip
     assert header[4:8] == b"\x01\x00\x00\x00", header
     assert image.exists("/etc/.updated") and image.exists("/var/.updated")  # the master's
+    # What cloud-init's first process loads, as the root's own Python listed it: every entry
+    # is a file of the base, cloud-init's own modules among them (scooby-readahead.service).
+    ahead = subprocess.run(["unsquashfs", "-cat", str(squashfs), layout.AGENT_READAHEAD[1:]],
+                           capture_output=True, check=True, text=True).stdout.split()  # fmt: skip
+    assert any("/cloudinit/__pycache__/util." in p for p in ahead), ahead[:5]
+    assert any(p.endswith(".so") for p in ahead)
+    missing = [p for p in ahead if f"squashfs-root{p}" not in listing]
+    assert not missing, missing[:5]
 
 
 def test_release_file(image: Image, repo: Path):
