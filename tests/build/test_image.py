@@ -428,6 +428,7 @@ def test_agent_layers_and_base(image: Image, repo: Path, tmp_path: Path):
                            capture_output=True, check=True, text=True).stdout.split()  # fmt: skip
     assert any("/cloudinit/__pycache__/util." in p for p in ahead), ahead[:5]
     assert any(p.endswith(".so") for p in ahead)
+    assert len(set(ahead)) == len(ahead), "a file listed twice is read twice"
     missing = [p for p in ahead if f"squashfs-root{p}" not in listing]
     assert not missing, missing[:5]
 

@@ -19,11 +19,12 @@ for dir in "$root"/lib/modules/*; do
 done
 # What cloud-init's first process reads as it starts (READAHEAD, layout.AGENT_READAHEAD):
 # the .pyc and extension modules that `import cloudinit.cmd.main` loads, in import order, as
-# this root's own Python reports them (-v; 3.8 s emulated). An agent reads them ahead over
+# this root's own Python reports them (-v; 3.8 s emulated). Each extension module is
+# reported twice (loaded, executed): listed once. An agent reads them ahead over
 # NFS, many at once (scooby-readahead.service).
 mkdir -p "$root$(dirname "$READAHEAD")"
 chroot "$root" python3 -B -v -c 'import cloudinit.cmd.main' 2>&1 >/dev/null |
-	sed -n "s/^# code object from '\(.*\)'\$/\1/p; s/^# extension module .* from '\(.*\)'\$/\1/p" \
+	sed -n "s/^# code object from '\(.*\)'\$/\1/p; s/^# extension module .* loaded from '\(.*\)'\$/\1/p" \
 		>"$root$READAHEAD"
 # A list that lost cloud-init's own modules says the import went wrong: stop the build.
 grep -q '/cloudinit/__pycache__/' "$root$READAHEAD"
