@@ -416,20 +416,26 @@ def test_agent_layers_and_base(image: Image, repo: Path, tmp_path: Path):
     assert "ssh_host_" not in listing
     # Up to date with /usr (customize75-update-done.sh): no first boot reruns dpkg's triggers.
     assert "squashfs-root/etc/.updated" in listing and "squashfs-root/var/.updated" in listing
+    paths = [line.removeprefix("squashfs-root") for line in listing.splitlines()]
+    files = set(paths)
+
+    def cat(path: str) -> bytes:  # a file of the base, by its path on the agent
+        return subprocess.run(["unsquashfs", "-cat", str(squashfs), path.lstrip("/")],
+                              capture_output=True, check=True).stdout  # fmt: skip
+
     # The agents' .pyc files are unchecked hash-based too: none of their imports reads a .py.
-    pyc = next(p for p in listing.split() if "/cloudinit/__pycache__/util." in p)
-    header = subprocess.run(["unsquashfs", "-cat", str(squashfs), pyc.split("/", 1)[1]],
-                            capture_output=True, check=True).stdout[:8]  # fmt: skip
+    pyc = next(p for p in paths if "/cloudinit/__pycache__/util." in p)
+    header = cat(pyc)[:8]
     assert header[4:8] == b"\x01\x00\x00\x00", header
     assert image.exists("/etc/.updated") and image.exists("/var/.updated")  # the master's
     # What cloud-init's first process loads, as the root's own Python listed it: every entry
-    # is a file of the base, cloud-init's own modules among them (scooby-readahead.service).
-    ahead = subprocess.run(["unsquashfs", "-cat", str(squashfs), layout.AGENT_READAHEAD[1:]],
-                           capture_output=True, check=True, text=True).stdout.split()  # fmt: skip
+    # is a file of the base (a whole path, not a prefix of one), cloud-init's own modules
+    # among them (scooby-readahead.service).
+    ahead = cat(layout.AGENT_READAHEAD).decode().split()
     assert any("/cloudinit/__pycache__/util." in p for p in ahead), ahead[:5]
     assert any(p.endswith(".so") for p in ahead)
     assert len(set(ahead)) == len(ahead), "a file listed twice is read twice"
-    missing = [p for p in ahead if f"squashfs-root{p}" not in listing]
+    missing = [p for p in ahead if p not in files]
     assert not missing, missing[:5]
 
 
