@@ -58,10 +58,7 @@ mounted() { # mount points under the root, deepest first
 on() {
 	libs_mounted || { usable && mount_libs; } || return 0
 	host_tools | while read -r tool host; do
-		# the root's file itself, not a link's target: links (sh -> dash) follow by name
-		if [ -f "$root/usr/bin/$tool" ] && [ ! -L "$root/usr/bin/$tool" ]; then
-			bind_ro "$host" "$root/usr/bin/$tool"
-		fi
+		! own_file "$tool" || bind_ro "$host" "$root/usr/bin/$tool"
 	done
 	[ ! -f "$root$python/name" ] || python_on
 }
@@ -84,6 +81,9 @@ python_off() {
 		chroot "$root" dpkg-divert --local --rename --remove "${wrapper#"$root"}"
 	done
 }
+
+# the root's file itself, not a link's target: links (sh -> dash) follow by name
+own_file() { [ -f "$root/usr/bin/$1" ] && [ ! -L "$root/usr/bin/$1" ]; }
 
 host_tools() { # "TOOL HOST-FILE" for each tool in TOOLS this machine has
 	for tool in $TOOLS; do
@@ -138,8 +138,7 @@ private() {
 	mkdir "$root$own/bin" "$root$own/lib"
 	cp -L /usr/lib64/ld-linux-x86-64.so.2 "$root$own/lib/"
 	host_tools | while read -r tool host; do
-		[ "$tool" != perl ] && [ -f "$root/usr/bin/$tool" ] && [ ! -L "$root/usr/bin/$tool" ] ||
-			continue
+		[ "$tool" != perl ] && own_file "$tool" || continue
 		cp "$host" "$root$own/bin/$tool"
 		# a script (egrep) stays as it is: its #! line names a tool mounted here
 		patchelf --set-interpreter "$own/lib/ld-linux-x86-64.so.2" --force-rpath --set-rpath "$own/lib" \
